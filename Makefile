@@ -1,0 +1,83 @@
+# One entry point. Every target installs what it needs on a fresh Debian 12 machine (run as root).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST := $(VPY) -m pytest
+LAB_BUILD := tests/lab/build
+COLLECTION_LINK := .collections/ansible_collections/tke/kms
+
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# Proxies would capture emulator traffic to 127.0.0.1 (see tencent-kms-api.md §1.1).
+unexport HTTP_PROXY HTTPS_PROXY http_proxy https_proxy
+
+.PHONY: help
+help:
+	@echo "make demo         the whole rollout on the local lab (README command #1)"
+	@echo "make test         everything CI runs (README command #2)"
+	@echo "make lint         ruff, yamllint, ansible-lint"
+	@echo "make e2e          end-to-end tests against a real kube-apiserver"
+	@echo "make bench        all benchmarks, printing their figures"
+	@echo "make reliability  the lab reliability suite"
+	@echo "make demo-down    stop the demo lab"
+
+$(STAMP): requirements-dev.txt plugin_server/pyproject.toml
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -r requirements-dev.txt
+	$(VPY) -m pip install -q -e plugin_server
+	touch $@
+
+.PHONY: venv
+venv: $(STAMP) $(COLLECTION_LINK)
+
+# Ansible finds this checkout as collection tke.kms through ansible.cfg's collections_path.
+$(COLLECTION_LINK):
+	mkdir -p $(dir $@)
+	ln -sfn ../../.. $@
+
+.PHONY: system-deps
+system-deps:
+	bash tests/lab/system-deps.sh
+
+.PHONY: lab-binaries
+lab-binaries: system-deps
+	bash $(LAB_BUILD)/etcd.sh >/dev/null
+	bash $(LAB_BUILD)/kube-1.20.sh >/dev/null
+	bash $(LAB_BUILD)/apiext-sid.sh >/dev/null || [ $$? -eq 3 ]
+
+.PHONY: lint
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/yamllint -s .
+	$(VENV)/bin/ansible-lint
+
+# Unit, integration (emulator, plugin, modules) and end-to-end tests.
+.PHONY: test
+test: venv system-deps lab-binaries lint
+	$(PYTEST) tests
+
+.PHONY: e2e
+e2e: venv system-deps lab-binaries
+	$(PYTEST) -m e2e tests
+
+.PHONY: reliability
+reliability: venv system-deps lab-binaries
+	$(PYTEST) -m reliability tests
+
+.PHONY: bench
+bench: venv system-deps lab-binaries
+	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(VPY) $$b; done
+
+.PHONY: demo
+demo: venv system-deps lab-binaries
+	$(VPY) -m tests.lab.demo up
+
+.PHONY: demo-down
+demo-down: venv
+	$(VPY) -m tests.lab.demo down

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Route A: kube-apiserver, kube-controller-manager and kube-scheduler v1.20.2 built offline from
+# Debian bookworm's `kubernetes` source package (it carries vendor/). Cached by version; a second
+# run prints the cache directory and does nothing else. Prints the directory holding the binaries.
+source "$(dirname "$0")/common.sh"
+VERSION=1.20.2
+DEST="$CACHE_ROOT/kube-$VERSION"
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler)
+
+have_all() { for b in "${BINARIES[@]}"; do [ -x "$DEST/$b" ] || return 1; done; }
+
+build() {
+  have_all && return 0
+  log "building Kubernetes $VERSION control plane into $DEST (first time only, ~10-15 min on 2 cores)"
+  if ! grep -rqs '^Types: deb-src' /etc/apt/sources.list.d/; then
+    cat > /etc/apt/sources.list.d/tke-kms-debsrc.sources <<EOS
+Types: deb-src
+URIs: $MIRROR
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOS
+    apt_update_once force
+  else
+    apt_update_once
+  fi
+  apt_install golang-go rsync make
+  local work="$CACHE_ROOT/build/kube-$VERSION"
+  rm -rf "$work" && mkdir -p "$work" && cd "$work"
+  apt-get source --download-only -qq kubernetes >/dev/null
+  tar xzf kubernetes_*.orig.tar.gz
+  cd "kubernetes-$VERSION"
+  # 1.20's build uses GOPATH mode + vendor/ and runs code generators first; fully offline.
+  GOPROXY=off GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS= \
+    make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler" >"$work/make.log" 2>&1 \
+    || { tail -40 "$work/make.log" >&2; exit 1; }
+  mkdir -p "$DEST.tmp"
+  for b in "${BINARIES[@]}"; do cp "_output/bin/$b" "$DEST.tmp/"; done
+  "$DEST.tmp/kube-apiserver" --version >&2
+  rm -rf "$DEST" && mv "$DEST.tmp" "$DEST"
+  cd / && rm -rf "$work"
+  log "done: $DEST"
+}
+
+with_lock "kube-$VERSION" build
+echo "$DEST"
