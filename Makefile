@@ -46,9 +46,7 @@ system-deps:
 
 .PHONY: lab-binaries
 lab-binaries: system-deps
-	bash $(LAB_BUILD)/etcd.sh >/dev/null
-	bash $(LAB_BUILD)/kube-1.20.sh >/dev/null
-	bash $(LAB_BUILD)/apiext-sid.sh >/dev/null || [ $$? -eq 3 ]
+	bash $(LAB_BUILD)/all.sh
 
 .PHONY: lint
 lint: venv
@@ -56,6 +54,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/yamllint -s .
 	$(VENV)/bin/ansible-lint
+	bash tests/sanity/run.sh
 
 # Unit, integration (emulator, plugin, modules) and end-to-end tests.
 .PHONY: test

@@ -6,7 +6,11 @@
 # cannot be downloaded, so callers can skip loudly instead of failing.
 source "$(dirname "$0")/common.sh"
 
-cached() { find "$CACHE_ROOT" -maxdepth 2 -path "$CACHE_ROOT/apiext-*/apiextensions-apiserver" -type f 2>/dev/null | sort -V | tail -1; }
+# Finished builds only: apiext-0.36.4/, never an interrupted apiext-0.36.4.tmp/.
+cached() {
+  find "$CACHE_ROOT" -maxdepth 2 -regextype posix-extended \
+    -regex "$CACHE_ROOT/apiext-[0-9.]+/apiextensions-apiserver" -type f 2>/dev/null | sort -V | tail -1
+}
 
 build() {
   local bin; bin=$(cached)
@@ -26,8 +30,8 @@ Dir::State::status "$s/dpkg/status";
 Dir::Cache "$s/cache";
 APT::Install-Recommends "false";
 EOC
-  if ! APT_CONFIG="$s/apt.conf" apt-get update -qq >"$base/apt.log" 2>&1; then
-    echo "SKIP-REASON: Debian sid package lists could not be downloaded ($(tail -1 "$base/apt.log"))" >&2; exit 3
+  if ! APT_CONFIG="$s/apt.conf" apt-get update -qq --error-on=any >"$base/apt.log" 2>&1; then
+    echo "SKIP-REASON: Debian sid package lists could not be downloaded ($(grep -m1 'Failed to fetch' "$base/apt.log" || tail -1 "$base/apt.log"))" >&2; exit 3
   fi
   cd "$debs"
   APT_CONFIG="$s/apt.conf" apt-get install -s golang-k8s-apiextensions-apiserver-dev golang-go 2>>"$base/apt.log" \
@@ -43,9 +47,16 @@ EOC
   (
     export GOROOT=$goroot PATH=$goroot/bin:$PATH GOPATH=$root/usr/share/gocode GO111MODULE=off \
       GOTOOLCHAIN=local GOPROXY=off CGO_ENABLED=0 GOFLAGS= GOCACHE=$base/gocache
-    cd "$GOPATH/src/k8s.io/apiextensions-apiserver"
-    go build -trimpath -ldflags='-s -w' -o "$dest.tmp/apiextensions-apiserver" . >"$base/build.log" 2>&1
-  ) || { tail -40 "$base/build.log" >&2; exit 1; }
+    # errexit does not apply left of `||`; a broken toolchain or tree is our bug, not sid's.
+    cd "$GOPATH/src/k8s.io/apiextensions-apiserver" || exit 1
+    go version >/dev/null || exit 1
+    if ! go build -trimpath -ldflags='-s -w' -o "$dest.tmp/apiextensions-apiserver" . >"$base/build.log" 2>&1; then
+      # Only upstream code is compiled here, so a compile error is sid's packages out of step.
+      tail -40 "$base/build.log" >&2
+      echo "SKIP-REASON: Debian sid's Go packages do not build together (version skew upstream: $(grep -m1 -E '\.go:[0-9]+' "$base/build.log" || tail -1 "$base/build.log"); log kept in $base/build.log)" >&2
+      exit 3
+    fi
+  ) || exit $?
   rm -rf "$dest" && mv "$dest.tmp" "$dest"
   cd / && rm -rf "$base"
   log "done: $dest"

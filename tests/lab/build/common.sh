@@ -3,7 +3,8 @@
 set -euo pipefail
 CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/tke-kms"
 mkdir -p "$CACHE_ROOT"
-MIRROR=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+# TKE_KMS_DEBIAN_MIRROR overrides the machine's mirror (tests point it at a dead one to check the skip path).
+MIRROR=${TKE_KMS_DEBIAN_MIRROR:-$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 
 log() { printf '[lab-build %s] %s\n' "$(date +%T)" "$*" >&2; }

@@ -12,7 +12,8 @@ have_all() { for b in "${BINARIES[@]}"; do [ -x "$DEST/$b" ] || return 1; done; 
 build() {
   have_all && return 0
   log "building Kubernetes $VERSION control plane into $DEST (first time only, ~10-15 min on 2 cores)"
-  if ! grep -rqs '^Types: deb-src' /etc/apt/sources.list.d/; then
+  # bookworm's source package is the only one that still carries cmd/kube-apiserver and vendor/.
+  if ! apt-cache showsrc kubernetes 2>/dev/null | grep -q '^Version: 1\.20\.'; then
     cat > /etc/apt/sources.list.d/tke-kms-debsrc.sources <<EOS
 Types: deb-src
 URIs: $MIRROR
