@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.emulator",
     "tests.fixtures.plugin",
     "tests.fixtures.lab",
+    "tests.fixtures.masters",
 ]
