@@ -1,0 +1,279 @@
+"""Re-encrypting every Secret: tke.kms.reencrypt vs `kubectl get secrets -A -o json | kubectl replace -f -`.
+
+    .venv/bin/python bench/bench_reencrypt.py [--secrets 2000] [--latencies 20,0] [--threads 16]
+
+Real lab (route A, kube-apiserver v1.20.2 + etcd), KMS v1 with our plugin and the emulator as Tencent KMS.
+For each emulator latency and each method, side by side on the same apiserver:
+  1. the apiserver runs [identity, kms] and N Secrets with distinct known values are created (stored in the
+     clear), in a fresh namespace;
+  2. the apiserver is restarted with [kms, identity] (the write phase), the emulator latency is set;
+  3. the method runs, timed: the kubectl pipeline, or the module through `ansible localhost -m
+     tke.kms.reencrypt` (what a user runs, Ansible's start-up included);
+  4. every Secret is read back through the API (value compared) and raw from etcd (KMS prefix counted).
+Prints times, the ratio pipeline / module per latency against the targets (>= 3x at 20 ms, >= 1.5x at
+0 ms) and the Secrets lost (missing or wrong value) and left unencrypted. Asserts nothing.
+Needs the lab binaries (make lab-binaries) and kubectl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import bench_apiserver  # noqa: E402
+import yaml  # noqa: E402
+from apiserver_load import run_parallel  # noqa: E402
+from kubernetes import client, config  # noqa: E402
+
+from tests.lab import binaries, encryption  # noqa: E402
+from tests.lab.apiserver import ControlPlane, lab_env  # noqa: E402
+from tests.lab.runtime import RUN_ROOT  # noqa: E402
+
+RUN_DIR = RUN_ROOT / "bench-reencrypt"
+PROVIDER = bench_apiserver.PROVIDER
+KMS_PREFIX = f"k8s:enc:kms:v1:{PROVIDER}:".encode()
+TARGETS = {20.0: 3.0, 0.0: 1.5}  # emulator latency (ms) -> pipeline time / module time
+
+
+@dataclass
+class Run:
+    method: str
+    latency_ms: float
+    seconds: float
+    secrets: int
+    lost: int
+    not_kms: int
+    encrypt_calls: int
+    result: str
+
+
+def value_of(namespace: str, index: int) -> str:
+    return f"{namespace}-value-{index}-" + "x" * 32
+
+
+class Bench:
+    """One apiserver (fresh etcd) for the whole run; each measured run gets its own namespace."""
+
+    def __init__(self, backends: bench_apiserver.Backends, socket: Path, args: argparse.Namespace) -> None:
+        self.backends = backends
+        self.args = args
+        kms = encryption.kms_v1(PROVIDER, socket, cachesize=int(args.secrets * 1.2))
+        self.read_phase = encryption.config([encryption.identity(), kms])
+        self.write_phase = encryption.config([kms, encryption.identity()])
+        self.plane = ControlPlane(RUN_DIR / "plane", encryption_config=self.read_phase).start()
+        self.manifest = write_manifest(RUN_DIR / "kube-apiserver.yaml", self.plane.apiserver.argv())
+        self.runs = 0
+
+    def close(self) -> None:
+        self.plane.stop(remove_data=True)
+
+    def prepare(self) -> str:
+        """A fresh namespace of N Secrets stored in the clear; the previous run's Secrets removed from
+        etcd directly (the apiserver is about to restart, so its cache follows)."""
+        self.runs += 1
+        namespace = f"bench{self.runs}"
+        self.plane.restart_apiserver(self.read_phase)
+        self.plane.etcd.etcdctl("del", "--prefix", "/registry/secrets/")
+        core = self.plane.apiserver.core()
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+        self.backends.latency(0)
+        run_parallel(
+            self.args.secrets, self.args.threads, secret_writer(self.plane.apiserver.admin_conf, namespace)
+        )
+        stored = self.plane.etcd.get_prefix(f"/registry/secrets/{namespace}/")
+        assert len(stored) == self.args.secrets and not any(v.startswith(KMS_PREFIX) for v in stored.values())
+        self.plane.restart_apiserver(self.write_phase)
+        return namespace
+
+    def measure(self, method: str, latency_ms: float) -> Run:
+        namespace = self.prepare()
+        self.backends.latency(latency_ms)
+        encrypts = self.backends.tencent_calls("Encrypt")
+        started = time.perf_counter()
+        result = self.pipeline() if method == "kubectl pipeline" else self.module()
+        seconds = time.perf_counter() - started
+        calls = self.backends.tencent_calls("Encrypt") - encrypts
+        self.backends.latency(0)
+        lost, not_kms = self.check(namespace)
+        return Run(method, latency_ms, seconds, self.args.secrets, lost, not_kms, calls, result)
+
+    def pipeline(self) -> str:
+        kubectl = [str(binaries.kubectl()), f"--kubeconfig={self.plane.apiserver.admin_conf}"]
+        script = f"{' '.join(kubectl)} get secrets -A -o json | {' '.join(kubectl)} replace -f - | wc -l"
+        done = subprocess.run(
+            ["bash", "-o", "pipefail", "-c", script],
+            capture_output=True,
+            text=True,
+            env=lab_env(),
+            check=False,
+        )
+        if done.returncode != 0:
+            return f"FAILED ({done.returncode}): {done.stderr.strip()[-300:]}"
+        return f"{done.stdout.strip()} lines replaced"
+
+    def module(self) -> str:
+        module_args = {
+            "manifest_path": str(self.manifest),
+            "kubeconfig": str(self.plane.apiserver.admin_conf),
+            **json.loads(self.args.module_args),
+        }
+        env = dict(lab_env(), ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_LOCALHOST_WARNING="False")
+        done = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "ansible"),
+                "localhost",
+                "-o",
+                "-m",
+                "tke.kms.reencrypt",
+                "-a",
+                json.dumps(module_args),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO,
+            check=False,
+        )
+        answer = done.stdout.partition("=>")[2].strip()
+        try:
+            result = json.loads(answer)
+        except ValueError:
+            return f"FAILED ({done.returncode}): {(done.stdout + done.stderr).strip()[-300:]}"
+        counts = {k: v for k, v in result.items() if isinstance(v, int) and not isinstance(v, bool)}
+        return ("FAILED: " + str(result.get("msg")) + " " if result.get("failed") else "") + json.dumps(
+            counts
+        )
+
+    def check(self, namespace: str) -> tuple[int, int]:
+        """(Secrets missing or with another value, Secrets in etcd without the KMS prefix)."""
+        listed = self.plane.apiserver.core().list_namespaced_secret(namespace)
+        values = {
+            item.metadata.name: base64.b64decode((item.data or {}).get("v", "")).decode()
+            for item in listed.items
+        }
+        lost = sum(values.get(f"s{i}") != value_of(namespace, i) for i in range(self.args.secrets))
+        stored = self.plane.etcd.get_prefix(f"/registry/secrets/{namespace}/")
+        not_kms = sum(not value.startswith(KMS_PREFIX) for value in stored.values())
+        return lost, not_kms
+
+
+def secret_writer(kubeconfig: Path, namespace: str):
+    def make(thread: int):
+        api = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
+
+        def create(index: int) -> None:
+            if index < 0:  # run_parallel's untimed warm-up call
+                api.list_namespaced_secret(namespace, limit=1)
+                return
+            value = base64.b64encode(value_of(namespace, index).encode()).decode()
+            body = {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": f"s{index}"},
+                "data": {"v": value},
+            }
+            api.create_namespaced_secret(namespace, body, _preload_content=False)
+
+        return create
+
+    return make
+
+
+def write_manifest(path: Path, argv: list[str]) -> Path:
+    """A kubeadm-like kube-apiserver manifest from the lab apiserver's command line: the module reads its
+    endpoint and CA from there, as on a master."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "kube-apiserver", "namespace": "kube-system"},
+        "spec": {
+            "containers": [
+                {"name": "kube-apiserver", "image": "k8s.gcr.io/kube-apiserver:v1.20.2", "command": argv}
+            ]
+        },
+    }
+    path.write_text(yaml.safe_dump(pod, sort_keys=False))
+    return path
+
+
+def print_table(runs: list[Run]) -> None:
+    print()
+    print(
+        f"{'method':<18} {'latency':>8} {'seconds':>8} {'Secrets/s':>9} {'Encrypt':>8} {'lost':>5} "
+        f"{'not KMS':>8}  result"
+    )
+    for run in runs:
+        print(
+            f"{run.method:<18} {run.latency_ms:>6g}ms {run.seconds:>8.1f} {run.secrets / run.seconds:>9.1f} "
+            f"{run.encrypt_calls:>8} {run.lost:>5} {run.not_kms:>8}  {run.result}"
+        )
+    print()
+    for latency in sorted({run.latency_ms for run in runs}, reverse=True):
+        by_method = {run.method: run for run in runs if run.latency_ms == latency}
+        pipeline, module = by_method.get("kubectl pipeline"), by_method.get("tke.kms.reencrypt")
+        if not (pipeline and module):
+            continue
+        ratio = pipeline.seconds / module.seconds
+        target = TARGETS.get(latency)
+        verdict = (
+            "" if target is None else f" (target >= {target:g}x: {'MET' if ratio >= target else 'NOT MET'})"
+        )
+        print(
+            f"{latency:g} ms: pipeline {pipeline.seconds:.1f} s, module {module.seconds:.1f} s, "
+            f"ratio {ratio:.2f}x{verdict}"
+        )
+    lost, plain = sum(run.lost for run in runs), sum(run.not_kms for run in runs)
+    print(f"lost Secrets (missing or changed) over all runs: {lost}; left unencrypted: {plain}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--secrets", type=int, default=2000)
+    parser.add_argument("--latencies", default="20,0", help="emulator latencies in ms, comma-separated")
+    parser.add_argument("--threads", type=int, default=16, help="client threads creating the Secrets")
+    parser.add_argument(
+        "--module-args", default="{}", help="extra JSON arguments for the module, e.g. '{\"workers\": 16}'"
+    )
+    args = parser.parse_args()
+    latencies = [float(x) for x in args.latencies.split(",") if x.strip()]
+
+    binaries.kube_dir()
+    if binaries.kubectl() is None:
+        print("no kubectl on this machine: the baseline cannot run")
+        return 1
+    shutil.rmtree(RUN_DIR, ignore_errors=True)
+    RUN_DIR.mkdir(parents=True)
+    bench_apiserver.RUN_DIR.mkdir(parents=True, exist_ok=True)  # where Backends puts the plugin's log
+    os.environ.pop("REQUESTS_CA_BUNDLE", None)
+    backends = bench_apiserver.Backends()
+    runs: list[Run] = []
+    try:
+        with backends.our_plugin() as (socket, _restart):
+            bench = Bench(backends, socket, args)
+            try:
+                for latency in latencies:
+                    for method in ("kubectl pipeline", "tke.kms.reencrypt"):
+                        print(f"{method} at {latency:g} ms ...", flush=True)
+                        runs.append(bench.measure(method, latency))
+                        print(f"  {runs[-1]}", flush=True)
+            finally:
+                bench.close()
+    finally:
+        backends.close()
+    print_table(runs)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

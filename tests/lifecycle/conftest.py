@@ -1,0 +1,165 @@
+"""The lifecycle playbooks (verify.yml; rotate.yml and disable.yml to come) on kubeadm-like chroot lab masters
+(tests/lab/masters.py), run with ansible-playbook as a user does, with the KMS emulator."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tke_kms_plugin.emulator.testing import start_emulator_process
+
+from tests.lab.apiserver import lab_env
+from tests.lab.masters import REPO, MasterLab
+
+PROVIDER = "tke-kms-plugin"
+RELIABILITY_TABLE: list[Row] = []  # filled by test_reliability.py, printed at the end of the session
+RECAP = re.compile(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+def playbook_env() -> dict[str, str]:
+    return {
+        **lab_env(),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "ANSIBLE_FORCE_COLOR": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def playbook_argv(*args: str) -> list[str]:
+    return [str(Path(sys.executable).parent / "ansible-playbook"), *args]
+
+
+def ansible_playbook(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        playbook_argv(*args),
+        cwd=REPO,
+        env=playbook_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1200,
+    )
+
+
+def recap(run: subprocess.CompletedProcess[str]) -> dict[str, tuple[int, int, int]]:
+    """host -> (changed, unreachable, failed) from the PLAY RECAP."""
+    return {host: (int(c), int(u), int(f)) for host, c, u, f in RECAP.findall(run.stdout)}
+
+
+def output(run: subprocess.CompletedProcess[str]) -> str:
+    return run.stdout[-6000:] + run.stderr[-3000:]
+
+
+@dataclass
+class Row:
+    step: str
+    fault: str
+    intact: str
+    storage: str
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The reliability table: step x fault x Secrets intact."""
+    if not RELIABILITY_TABLE:
+        return
+    width = max(len(row.fault) for row in RELIABILITY_TABLE)
+    terminalreporter.section("reliability: step x fault x secrets intact")
+    terminalreporter.write_line(f"{'step':<12} {'fault':<{width}} {'secrets intact':<15} etcd storage")
+    for r in RELIABILITY_TABLE:
+        terminalreporter.write_line(f"{r.step:<12} {r.fault:<{width}} {r.intact:<15} {r.storage}")
+
+
+@dataclass
+class Cluster:
+    """A lab of chroot masters with an inventory for the playbooks and Secrets of known values."""
+
+    lab: MasterLab
+    seeded: dict[str, str]
+    emulator: Any
+
+    def playbook(self, path: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        return ansible_playbook(path, "-i", str(self.lab.inventory), *extra)
+
+    def etcd_secrets(self, namespace: str = "") -> dict[str, bytes]:
+        """The raw values in etcd of every Secret (of a namespace), by key."""
+        pki = self.lab.directory / "pki"
+        prefix = f"/registry/secrets/{namespace + '/' if namespace else ''}".encode()
+        body = {
+            "key": base64.b64encode(prefix).decode(),
+            "range_end": base64.b64encode(prefix[:-1] + b"0").decode(),
+        }
+        assert self.lab.etcd is not None
+        with self.lab.session() as session:
+            session.cert = (str(pki / "etcd-client.crt"), str(pki / "etcd-client.key"))
+            answer = session.post(f"{self.lab.etcd.url}/v3/kv/range", json=body, timeout=30).json()
+        return {
+            base64.b64decode(kv["key"]).decode(): base64.b64decode(kv["value"])
+            for kv in answer.get("kvs", [])
+        }
+
+    def read_seeded(self) -> dict[str, dict[str, str]]:
+        """master -> {name: value} of the seeded Secrets, read through each master's own apiserver."""
+        found = {}
+        with self.lab.session() as session:
+            for master in self.lab.masters:
+                url = f"{master.url}/api/v1/namespaces/default/secrets"
+                items = session.get(url, timeout=60).json()["items"]
+                found[master.name] = {
+                    s["metadata"]["name"]: base64.b64decode(s["data"]["value"]).decode()
+                    for s in items
+                    if s["metadata"]["name"] in self.seeded
+                }
+        return found
+
+
+@contextmanager
+def running_cluster(name: str, masters: int, seeded: int) -> Iterator[Cluster]:
+    """Chroot masters, the KMS emulator and an inventory for them; `seeded` Secrets of known values in
+    namespace default, stored in the clear. Everything stopped by PID afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("chroot masters need root")
+    lab = MasterLab(f"{name}-{os.getpid()}", masters).start()
+    secret_id, secret_key = "AKIDtkekmslifecycle", secrets.token_urlsafe(24)
+    emulator = start_emulator_process({secret_id: secret_key})
+    try:
+        lab.write_inventory(
+            {
+                "tke_kms_region": "ap-guangzhou",
+                "tke_kms_secret_id": secret_id,
+                "tke_kms_secret_key": secret_key,
+                "tke_kms_api_endpoint": emulator.url,
+                "tke_kms_plugin_image": "localhost/tke-kms-plugin:0.1.0",
+                "tke_kms_key_alias": "lifecycle-test",
+                "kms_plugin_metrics_address": "",
+                "tke_kms_apiserver_timeout": 90,
+            }
+        )
+        values = {}
+        with lab.session() as session:
+            for number in range(seeded):
+                values[f"seeded-{number}"] = value = secrets.token_hex(8)
+                body = {"metadata": {"name": f"seeded-{number}"}, "stringData": {"value": value}}
+                url = f"{lab.masters[0].url}/api/v1/namespaces/default/secrets"
+                session.post(url, json=body, timeout=30).raise_for_status()
+        yield Cluster(lab, values, emulator)
+    finally:
+        emulator.stop()
+        lab.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """Two masters and 10 Secrets; module-scoped: the tests of a module run in order on it."""
+    with running_cluster("lifecycle", 2, 10) as found:
+        yield found
