@@ -1,0 +1,164 @@
+# Copyright (c) tke.kms contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Raw reads of what kube-apiserver stored in etcd, through etcd's v3 JSON gateway, and what the bytes say.
+
+PRIVATE to the collection. Runs on masters: standard library only. The apiserver's own etcd client
+certificate (from its manifest) is used, so nothing needs to be installed (no etcdctl).
+
+An encrypted value starts with k8s:enc:<provider type>:<version>:<provider or key name>: - for example
+k8s:enc:kms:v2:tke-kms-plugin: - anything else is stored in the clear (identity).
+"""
+
+from __future__ import annotations
+
+import base64
+import typing as t
+
+from ansible_collections.tke.kms.plugins.module_utils._https import Endpoint, HttpsError, StatusError
+from ansible_collections.tke.kms.plugins.module_utils._manifest import etcd_settings
+from ansible_collections.tke.kms.plugins.module_utils._master_api import read_manifest
+
+ENCRYPTED_MARK = b"k8s:enc:"
+GATEWAY_PATHS = ("/v3/kv/range", "/v3beta/kv/range", "/v3alpha/kv/range")  # etcd 3.4+, 3.3, 3.2
+
+
+def storage_label(value: bytes) -> str:
+    """'kms:v2:<name>', 'aescbc:v1:<key>', ... or 'identity' for a value stored in the clear."""
+    if not value.startswith(ENCRYPTED_MARK):
+        return "identity"
+    parts = value[len(ENCRYPTED_MARK) :].split(b":", 3)
+    if len(parts) < 4:
+        return "unknown"
+    return ":".join(part.decode("utf-8", "replace") for part in parts[:3])
+
+
+def is_kms(label: str, provider_name: str) -> bool:
+    return label in ("kms:v1:%s" % provider_name, "kms:v2:%s" % provider_name)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The etcd range_end that selects every key starting with prefix."""
+    end = bytearray(prefix)
+    while end and end[-1] == 0xFF:
+        end.pop()
+    if not end:
+        return b"\0"
+    end[-1] += 1
+    return bytes(end)
+
+
+class EtcdReader:
+    """Reads keys through whichever of the given etcd endpoints answers first."""
+
+    def __init__(self, endpoints: t.Sequence[Endpoint]) -> None:
+        if not endpoints:
+            raise HttpsError(
+                "no etcd endpoint: the apiserver manifest has no --etcd-servers; set etcd_endpoints"
+            )
+        self.endpoints = list(endpoints)
+        self._path: t.Optional[str] = None
+
+    def _range(self, body: t.Dict[str, t.Any]) -> t.Dict[str, t.Any]:
+        errors = []
+        for endpoint in self.endpoints:
+            for path in [self._path] if self._path else GATEWAY_PATHS:
+                try:
+                    answer = endpoint.json("POST", t.cast(str, path), body)
+                except StatusError as exc:
+                    if exc.status == 404:
+                        continue  # an older etcd serves the gateway under another version
+                    errors.append(str(exc))
+                    break
+                except HttpsError as exc:
+                    errors.append(str(exc))
+                    break
+                self._path = path
+                self.endpoints = [endpoint]  # stick to the one that answered
+                return answer or {}
+        raise HttpsError("no etcd endpoint answered: %s" % "; ".join(errors or ["no JSON gateway found"]))
+
+    def get(self, key: bytes) -> t.Optional[bytes]:
+        kvs = self._range({"key": _b64(key)}).get("kvs") or []
+        return base64.b64decode(kvs[0].get("value", "")) if kvs else None
+
+    def scan(self, prefix: bytes, page_size: int = 500) -> t.Iterator[t.Tuple[bytes, bytes]]:
+        """Every (key, value) under prefix, in pages, from one consistent revision."""
+        start, end = prefix, prefix_end(prefix)
+        revision = None
+        while True:
+            body: t.Dict[str, t.Any] = {"key": _b64(start), "range_end": _b64(end), "limit": page_size}
+            if revision is not None:
+                body["revision"] = revision
+            answer = self._range(body)
+            revision = revision or (answer.get("header") or {}).get("revision")
+            kvs = answer.get("kvs") or []
+            for kv in kvs:
+                yield base64.b64decode(kv["key"]), base64.b64decode(kv.get("value", ""))
+            if not answer.get("more") or not kvs:
+                return
+            start = base64.b64decode(kvs[-1]["key"]) + b"\0"
+
+
+class SecretCensus(t.NamedTuple):
+    total: int
+    by_storage: t.Dict[str, int]
+    pending: t.List[str]  # namespace/name of Secrets not stored with the KMS provider
+
+
+def census(reader: EtcdReader, etcd_prefix: str, provider_name: str, page_size: int = 500) -> SecretCensus:
+    """How each Secret is stored, and which are not yet encrypted with the KMS provider."""
+    prefix = (etcd_prefix.rstrip("/") + "/secrets/").encode()
+    by_storage: t.Dict[str, int] = {}
+    pending = []
+    total = 0
+    for key, value in reader.scan(prefix, page_size):
+        total += 1
+        label = storage_label(value)
+        by_storage[label] = by_storage.get(label, 0) + 1
+        if not is_kms(label, provider_name):
+            pending.append(key[len(prefix) :].decode("utf-8", "replace"))
+    return SecretCensus(total, by_storage, pending)
+
+
+def etcd_endpoints(
+    servers: t.Sequence[str],
+    ca_file: t.Optional[str],
+    cert_file: t.Optional[str],
+    key_file: t.Optional[str],
+    timeout: float,
+) -> t.List[Endpoint]:
+    """Endpoints for etcd URLs, loopback ones first (the local member answers fastest)."""
+    ordered = sorted(servers, key=lambda url: 0 if "127.0.0.1" in url or "localhost" in url else 1)
+    return [
+        Endpoint(url, ca_file=ca_file, cert_file=cert_file, key_file=key_file, timeout=timeout)
+        for url in ordered
+    ]
+
+
+def etcd_argument_spec() -> t.Dict[str, t.Any]:
+    return dict(
+        manifest_path=dict(type="path", default="/etc/kubernetes/manifests/kube-apiserver.yaml"),
+        etcd_endpoints=dict(type="list", elements="str"),
+        etcd_ca_file=dict(type="path"),
+        etcd_cert_file=dict(type="path"),
+        etcd_key_file=dict(type="path", no_log=False),
+        etcd_prefix=dict(type="str"),
+        timeout=dict(type="float", default=30),
+    )
+
+
+def etcd_reader(params: t.Dict[str, t.Any]) -> t.Tuple[EtcdReader, str]:
+    """An EtcdReader and the key prefix, from the options or else the apiserver manifest's flags."""
+    settings = etcd_settings(read_manifest(params["manifest_path"]).flags())
+    endpoints = etcd_endpoints(
+        params["etcd_endpoints"] or settings["servers"],
+        params["etcd_ca_file"] or settings["ca_file"],
+        params["etcd_cert_file"] or settings["cert_file"],
+        params["etcd_key_file"] or settings["key_file"],
+        params["timeout"],
+    )
+    return EtcdReader(endpoints), params["etcd_prefix"] or settings["prefix"]

@@ -1,0 +1,221 @@
+# Copyright (c) tke.kms contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Mutual-TLS HTTP calls from a master to its own kube-apiserver and etcd, with the cluster's certificates.
+
+PRIVATE to the collection. Runs on masters: standard library (and PyYAML to read a kubeconfig) only.
+
+Credentials for the apiserver, in this order: explicit client_cert/client_key; the kubeconfig on the master
+(kubeadm's /etc/kubernetes/admin.conf, embedded certificates or a token); the apiserver's own kubelet client
+certificate from its manifest (kubeadm puts it in system:masters, or kubeadm:cluster-admins from 1.29).
+The connection always goes to this master's apiserver, not to the kubeconfig's server (often a load balancer).
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import shutil
+import ssl
+import tempfile
+import typing as t
+from urllib.parse import urlsplit
+
+try:
+    import yaml
+except ImportError:  # reported by the module when a kubeconfig has to be read
+    yaml = None  # type: ignore[assignment]
+
+
+class HttpsError(Exception):
+    """The endpoint could not be reached or credentials could not be found."""
+
+
+class Endpoint:
+    """Where to connect and how to authenticate; close() removes temporary files of embedded PEM data."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        ca_file: t.Optional[str] = None,
+        cert_file: t.Optional[str] = None,
+        key_file: t.Optional[str] = None,
+        token: t.Optional[str] = None,
+        timeout: float = 10,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise HttpsError("%r is not an https:// (or http://) URL" % url)
+        self.secure = parts.scheme == "https"
+        self.url = url.rstrip("/")
+        self.host = parts.hostname
+        self.port = parts.port or (443 if self.secure else 80)
+        self.ca_file = ca_file
+        self.cert_file = cert_file
+        self.key_file = key_file
+        self.token = token
+        self.timeout = timeout
+        self._tmpdir: t.Optional[str] = None
+        self._context: t.Optional[ssl.SSLContext] = None
+
+    def materialize(self, name: str, pem: bytes) -> str:
+        """Write embedded PEM data to a private temporary file (ssl needs files for client certificates)."""
+        if self._tmpdir is None:
+            self._tmpdir = tempfile.mkdtemp(prefix="tke-kms-tls-")
+        path = os.path.join(self._tmpdir, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
+        return path
+
+    def close(self) -> None:
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+    def __enter__(self) -> Endpoint:
+        return self
+
+    def __exit__(self, *exc: t.Any) -> None:
+        self.close()
+
+    def context(self) -> ssl.SSLContext:
+        if self._context is None:
+            for what, path in (
+                ("CA", self.ca_file),
+                ("client certificate", self.cert_file),
+                ("key", self.key_file),
+            ):
+                if path and not os.path.isfile(path):
+                    raise HttpsError("the %s file %s does not exist" % (what, path))
+            try:
+                context = ssl.create_default_context(cafile=self.ca_file)
+                if self.cert_file:
+                    context.load_cert_chain(self.cert_file, self.key_file)
+            except (ssl.SSLError, OSError) as exc:
+                raise HttpsError("cannot load the TLS files for %s: %s" % (self.url, exc)) from exc
+            self._context = context
+        return self._context
+
+    def request(
+        self, method: str, path: str, body: t.Any = None, content_type: str = "application/json"
+    ) -> t.Tuple[int, bytes]:
+        """(HTTP status, body); HttpsError when the endpoint cannot be reached at all."""
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
+            headers["Content-Type"] = content_type
+        if self.token:
+            headers["Authorization"] = "Bearer %s" % self.token
+        if self.secure:
+            connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+                self.host, self.port, timeout=self.timeout, context=self.context()
+            )
+        else:
+            connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            connection.request(method, path, body=data, headers=headers)
+            response = connection.getresponse()
+            return response.status, response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise HttpsError("%s %s%s: %s" % (method, self.url, path, exc)) from exc
+        finally:
+            connection.close()
+
+    def json(
+        self, method: str, path: str, body: t.Any = None, content_type: str = "application/json"
+    ) -> t.Any:
+        """The decoded JSON answer of a 2xx call; HttpsError with the status and message otherwise."""
+        status, raw = self.request(method, path, body, content_type)
+        if not 200 <= status < 300:
+            raise StatusError(status, "%s %s%s: HTTP %d %s" % (method, self.url, path, status, _message(raw)))
+        return json.loads(raw.decode("utf-8")) if raw else None
+
+
+class StatusError(HttpsError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _message(raw: bytes) -> str:
+    try:
+        decoded = json.loads(raw.decode("utf-8"))
+    except ValueError:
+        return raw.decode("utf-8", "replace").strip()[:300]
+    if isinstance(decoded, dict):
+        return str(decoded.get("message") or decoded.get("error") or decoded)[:300]
+    return str(decoded)[:300]
+
+
+def _kubeconfig_entry(config: t.Dict[str, t.Any], kind: str, name: t.Optional[str]) -> t.Dict[str, t.Any]:
+    for item in config.get(kind + "s") or []:
+        if item.get("name") == name:
+            return item.get(kind) or {}
+    return {}
+
+
+def apiserver_endpoint(
+    url: str,
+    *,
+    client_cert: t.Optional[str] = None,
+    client_key: t.Optional[str] = None,
+    ca_file: t.Optional[str] = None,
+    kubeconfig: t.Optional[str] = None,
+    manifest_flags: t.Optional[t.Dict[str, t.Optional[str]]] = None,
+    timeout: float = 10,
+) -> Endpoint:
+    """An Endpoint for this master's apiserver with the first credentials found (see the docstring above)."""
+    flags = manifest_flags or {}
+    endpoint = Endpoint(url, ca_file=ca_file, timeout=timeout)
+    if client_cert:
+        endpoint.cert_file, endpoint.key_file = client_cert, client_key or client_cert
+    elif kubeconfig and os.path.isfile(kubeconfig):
+        _load_kubeconfig(endpoint, kubeconfig)
+    elif flags.get("--kubelet-client-certificate"):
+        endpoint.cert_file = flags["--kubelet-client-certificate"]
+        endpoint.key_file = flags.get("--kubelet-client-key")
+    else:
+        raise HttpsError(
+            "no credentials for the apiserver: give client_cert and client_key, or a kubeconfig that exists "
+            "on the master (kubeadm: /etc/kubernetes/admin.conf)"
+        )
+    if endpoint.ca_file is None:
+        endpoint.ca_file = flags.get("--client-ca-file")
+    return endpoint
+
+
+def _load_kubeconfig(endpoint: Endpoint, path: str) -> None:
+    if yaml is None:
+        raise HttpsError("PyYAML is needed to read the kubeconfig %s" % path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = yaml.safe_load(handle) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise HttpsError("cannot read the kubeconfig %s: %s" % (path, exc)) from exc
+    context = _kubeconfig_entry(config, "context", config.get("current-context"))
+    user = _kubeconfig_entry(config, "user", context.get("user"))
+    cluster = _kubeconfig_entry(config, "cluster", context.get("cluster"))
+    base = os.path.dirname(os.path.abspath(path))
+
+    def file_or_data(file_key: str, data_key: str, name: str, source: t.Dict[str, t.Any]) -> t.Optional[str]:
+        if source.get(data_key):
+            return endpoint.materialize(name, base64.b64decode(source[data_key]))
+        if source.get(file_key):
+            return os.path.join(base, source[file_key])
+        return None
+
+    endpoint.cert_file = file_or_data("client-certificate", "client-certificate-data", "client.crt", user)
+    endpoint.key_file = file_or_data("client-key", "client-key-data", "client.key", user)
+    endpoint.token = user.get("token")
+    if endpoint.ca_file is None:
+        endpoint.ca_file = file_or_data(
+            "certificate-authority", "certificate-authority-data", "ca.crt", cluster
+        )
+    if not (endpoint.cert_file or endpoint.token):
+        raise HttpsError(
+            "the kubeconfig %s has no client certificate or token for its current context" % path
+        )

@@ -1,0 +1,192 @@
+#!/usr/bin/python
+# Copyright (c) tke.kms contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: apiserver_health
+short_description: Check that the kube-apiserver on this master runs, is ready, and reaches its KMS plugin
+version_added: 0.1.0
+description:
+  - Asks the kube-apiserver of the master the task runs on for C(/readyz?verbose) (C(/healthz?verbose) before
+    Kubernetes 1.16) and, when O(started_after) is set, for its process start time (metric
+    C(process_start_time_seconds)), which tells whether it was restarted after a manifest change.
+  - KMS health checks (C(kms-provider-N), C(kms-providers)) must be listed and passing when O(require_kms) is
+    on.
+  - One probe per run. An apiserver that is down or not ready yet is a result (RV(healthy=false) and
+    RV(message)), not a failure, so a task waits for it with C(until), C(retries) and C(delay), printing its
+    progress on every retry.
+options:
+  started_after:
+    description:
+      - Seconds since the epoch, on the master's clock (M(tke.kms.apiserver_manifest) returns it as
+        C(written_at)). RV(healthy) also needs the apiserver process to have started after it.
+    type: float
+  kubernetes_version:
+    description: The apiserver version, if the manifest's image tag does not tell it.
+    type: str
+  require_kms:
+    description:
+      - Require a passing KMS health check. The default is V(true) from Kubernetes 1.16 (where the checks
+        appeared) when the manifest names an encryption configuration.
+    type: bool
+extends_documentation_fragment:
+  - tke.kms.master_api
+  - tke.kms.attributes
+  - tke.kms.attributes.INFO_MODULE
+seealso:
+  - module: tke.kms.apiserver_manifest
+author:
+  - tke.kms maintainers (@tke-kms)
+"""
+
+EXAMPLES = r"""
+- name: Wait for the apiserver on this master to come back with the new manifest
+  tke.kms.apiserver_health:
+    started_after: "{{ manifest.written_at }}"
+  register: apiserver
+  until: apiserver.healthy
+  retries: 60
+  delay: 5
+"""
+
+RETURN = r"""
+healthy:
+  description: Ready, KMS checks passing (if required), and restarted after O(started_after) (if set).
+  returned: always
+  type: bool
+ready:
+  description: Whether the readiness endpoint answered 200.
+  returned: always
+  type: bool
+checks:
+  description: Every check of the verbose readiness answer, name to V(true) when it passes.
+  returned: when the apiserver answered
+  type: dict
+  sample: {etcd: true, kms-provider-0: true, "poststarthook/start-apiextensions-informers": true}
+kms_checks:
+  description: The KMS checks among RV(checks).
+  returned: when the apiserver answered
+  type: dict
+started_at:
+  description: Start time of the apiserver process (seconds since the epoch), when it was read.
+  returned: when O(started_after) is set and the apiserver is ready
+  type: float
+restarted:
+  description: Whether RV(started_at) is after O(started_after).
+  returned: when O(started_after) is set and the apiserver is ready
+  type: bool
+message:
+  description: One line saying what was found.
+  returned: always
+  type: str
+  sample: "https://10.0.0.11:6443: ready, kms-provider-0 ok, started 21s after the change"
+"""
+
+import re
+import typing as t
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.tke.kms.plugins.module_utils._https import Endpoint, HttpsError
+from ansible_collections.tke.kms.plugins.module_utils._manifest import ManifestError
+from ansible_collections.tke.kms.plugins.module_utils._master_api import (
+    master_api_argument_spec,
+    master_endpoint,
+    read_manifest,
+)
+from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import yaml
+
+CHECK_LINE = re.compile(r"^\[([+-])\]([^ ]+) ")
+START_TIME = re.compile(rb"^process_start_time_seconds\s+(\S+)", re.MULTILINE)
+
+
+def readiness(endpoint: Endpoint, path: str) -> t.Tuple[int, t.Dict[str, bool]]:
+    status, body = endpoint.request("GET", path + "?verbose")
+    checks = {}
+    for line in body.decode("utf-8", "replace").splitlines():
+        match = CHECK_LINE.match(line)
+        if match:
+            checks[match.group(2)] = match.group(1) == "+"
+    return status, checks
+
+
+def process_start_time(endpoint: Endpoint) -> float:
+    status, body = endpoint.request("GET", "/metrics")
+    if status != 200:
+        raise HttpsError("GET /metrics: HTTP %d (the credentials need get on the /metrics URL)" % status)
+    match = START_TIME.search(body)
+    if not match:
+        raise HttpsError("GET /metrics has no process_start_time_seconds")
+    return float(match.group(1))
+
+
+def probe(
+    endpoint: Endpoint, path: str, require_kms: bool, started_after: t.Optional[float]
+) -> t.Dict[str, t.Any]:
+    result: t.Dict[str, t.Any] = dict(healthy=False, ready=False)
+    where = endpoint.url
+    try:
+        status, checks = readiness(endpoint, path)
+    except HttpsError as exc:
+        result["message"] = "%s: not answering (%s)" % (where, exc)
+        return result
+    kms = {name: ok for name, ok in checks.items() if name.startswith("kms-provider")}
+    result.update(ready=status == 200, checks=checks, kms_checks=kms)
+    failing = sorted(name for name, ok in checks.items() if not ok)
+    if status != 200:
+        result["message"] = "%s: not ready (HTTP %d%s)" % (
+            where,
+            status,
+            ", failing: " + ", ".join(failing) if failing else "",
+        )
+        return result
+    if require_kms and not kms:
+        result["message"] = "%s: ready but has no KMS health check; is the encryption config loaded?" % where
+        return result
+    notes = ["ready"] + ["%s ok" % name for name in sorted(kms)]
+    if started_after is not None:
+        try:
+            started = process_start_time(endpoint)
+        except HttpsError as exc:
+            result["message"] = "%s: ready, but the start time is unknown: %s" % (where, exc)
+            return result
+        result.update(started_at=started, restarted=started > started_after)
+        if not result["restarted"]:
+            result["message"] = "%s: still the process from before the change (started %.0fs earlier)" % (
+                where,
+                started_after - started,
+            )
+            return result
+        notes.append("started %.0fs after the change" % (started - started_after))
+    result.update(healthy=True, message="%s: %s" % (where, ", ".join(notes)))
+    return result
+
+
+def main() -> None:
+    spec = master_api_argument_spec()
+    spec.update(
+        started_after=dict(type="float"), require_kms=dict(type="bool"), kubernetes_version=dict(type="str")
+    )
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    if yaml is None:
+        module.fail_json(msg=missing_required_lib("PyYAML"))
+    params = module.params
+    try:
+        manifest = read_manifest(params["manifest_path"])
+        version = manifest.version(params["kubernetes_version"])
+        endpoint = master_endpoint(params, manifest)
+    except (ManifestError, HttpsError) as exc:
+        module.fail_json(msg=str(exc))
+    require_kms = params["require_kms"]
+    if require_kms is None:
+        require_kms = version >= (1, 16) and bool(manifest.encryption_config_path())
+    path = "/readyz" if version >= (1, 16) else "/healthz"
+    with endpoint:
+        result = probe(endpoint, path, require_kms, params["started_after"])
+    # msg as well: when a retried task gives up, Ansible shows the last result's msg
+    module.exit_json(changed=False, msg=result["message"], **result)
+
+
+if __name__ == "__main__":
+    main()

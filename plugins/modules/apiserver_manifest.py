@@ -1,0 +1,252 @@
+#!/usr/bin/python
+# Copyright (c) tke.kms contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: apiserver_manifest
+short_description: Point a kube-apiserver static pod at an encryption provider configuration and a KMS plugin
+                   socket
+version_added: 0.1.0
+description:
+  - Edits the kube-apiserver static-pod manifest of a master so that the apiserver reads the encryption
+    provider configuration and reaches the KMS plugin socket, and changes nothing else.
+  - Sets C(--encryption-provider-config) (C(--experimental-encryption-provider-config) on Kubernetes 1.12 and
+    older; the other spelling is renamed), and adds C(hostPath) volumes and volume mounts for the
+    configuration file and for the plugin's socket directory, unless an existing mount already shows them at
+    the same path.
+  - Records the SHA-256 of the configuration in the pod annotation C(tke.kms/encryption-config-sha256).
+    kubelet restarts a static pod only when its manifest changes, so this is what makes a changed
+    configuration take effect, and it tells which configuration a running apiserver was started with.
+  - The edit is structural (the manifest is parsed, and each change is applied at its place in the text), so
+    comments, key order, quoting and indentation are kept, and a second run changes nothing. The result is
+    checked to load to exactly the intended pod. In the rare layouts where an in-place edit is impossible the
+    manifest is written out again in full (comments are then lost; a warning says so).
+  - The previous manifest is copied to O(backup_dir) first, which must be outside the manifests directory -
+    kubelet runs every file in that directory, a backup there included.
+  - The new manifest is written to a dotfile in the same directory (ignored by kubelet) and renamed into
+    place.
+options:
+  path:
+    description: The kube-apiserver static-pod manifest.
+    type: path
+    default: /etc/kubernetes/manifests/kube-apiserver.yaml
+  kubernetes_version:
+    description:
+      - Version of the apiserver, for example V(1.20.2). If not set, it is read from the container image tag.
+    type: str
+  encryption_config_path:
+    description: The encryption provider configuration, on the master (it is mounted at the same path).
+    type: path
+    default: /etc/kubernetes/encryption-provider-config.yaml
+  encryption_config_checksum:
+    description:
+      - SHA-256 to record in the annotation. If not set, it is computed from the file at
+        O(encryption_config_path), which must then exist. M(tke.kms.encryption_config) returns it (also in
+        check mode).
+    type: str
+  restart_on_config_change:
+    description: Record the configuration checksum in the pod annotation (see the description).
+    type: bool
+    default: true
+  socket_dir:
+    description: Directory of the KMS plugin's unix socket, on the master (mounted at the same path).
+    type: path
+    default: /var/run/tke-kms-plugin
+  socket_volume_name:
+    description: Name of the volume added for O(socket_dir).
+    type: str
+    default: tke-kms-plugin-socket
+  config_volume_name:
+    description: Name of the volume added for O(encryption_config_path).
+    type: str
+    default: encryption-provider-config
+  feature_gates:
+    description:
+      - Feature gates to set in C(--feature-gates), gate name to V(true) or V(false), merged with the ones
+        already there (which are kept). KMS v1 needs the gate C(KMSv1) set to V(true) from Kubernetes 1.29.
+    type: dict
+    default: {}
+  backup_dir:
+    description: Directory for the copy of the previous manifest. Must not be the manifests directory or
+                 inside it.
+    type: path
+    default: /var/backups/tke-kms
+extends_documentation_fragment:
+  - tke.kms.attributes
+  - tke.kms.attributes.MUTATING
+requirements:
+  - PyYAML on the master (Debian/Ubuntu C(python3-yaml), RHEL C(python3-pyyaml))
+notes:
+  - C(kubeadm upgrade) regenerates the manifest from the cluster configuration and drops manual edits; add the
+    flag and volumes to the C(apiServer) section of the kubeadm C(ClusterConfiguration) too (see
+    docs/rollout.md).
+seealso:
+  - module: tke.kms.encryption_config
+  - module: tke.kms.apiserver_health
+author:
+  - tke.kms maintainers (@tke-kms)
+"""
+
+EXAMPLES = r"""
+- name: Point kube-apiserver at the encryption config and the plugin socket
+  tke.kms.apiserver_manifest:
+    encryption_config_checksum: "{{ encryption_config_result.checksum }}"
+  register: manifest
+
+- name: Roll back to the previous manifest
+  ansible.builtin.copy:
+    src: "{{ manifest.backup_file }}"
+    dest: /etc/kubernetes/manifests/kube-apiserver.yaml
+    remote_src: true
+    mode: preserve
+  when: manifest.backup_file is defined
+"""
+
+RETURN = r"""
+path:
+  description: The manifest.
+  returned: always
+  type: str
+backup_file:
+  description: Copy of the previous manifest.
+  returned: when changed (not in check mode)
+  type: str
+  sample: /var/backups/tke-kms/kube-apiserver.yaml.20261127T101500.123456
+kubernetes_version:
+  description: The apiserver version used (given, or read from the image).
+  returned: always
+  type: str
+  sample: 1.30.2
+encryption_flag:
+  description: The flag that names the configuration file.
+  returned: always
+  type: str
+  sample: --encryption-provider-config
+layout_preserved:
+  description: False when the manifest had to be written out in full (comments lost).
+  returned: always
+  type: bool
+written_at:
+  description:
+    - Time the new manifest was put in place, in seconds since the epoch on the master's clock. An apiserver
+      process started after it runs the new manifest (M(tke.kms.apiserver_health)
+      O(tke.kms.apiserver_health#module:started_after)).
+  returned: when changed (not in check mode)
+  type: float
+"""
+
+import hashlib
+import os
+import time
+import typing as t
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.tke.kms.plugins.module_utils import _manifest as mf
+from ansible_collections.tke.kms.plugins.module_utils._files import (
+    atomic_write,
+    backup,
+    ensure_backup_dir,
+    read_text,
+)
+from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import yaml
+
+
+def argument_spec() -> t.Dict[str, t.Any]:
+    return dict(
+        path=dict(type="path", default="/etc/kubernetes/manifests/kube-apiserver.yaml"),
+        kubernetes_version=dict(type="str"),
+        encryption_config_path=dict(type="path", default="/etc/kubernetes/encryption-provider-config.yaml"),
+        encryption_config_checksum=dict(type="str"),
+        restart_on_config_change=dict(type="bool", default=True),
+        socket_dir=dict(type="path", default="/var/run/tke-kms-plugin"),
+        socket_volume_name=dict(type="str", default="tke-kms-plugin-socket"),
+        config_volume_name=dict(type="str", default="encryption-provider-config"),
+        feature_gates=dict(type="dict", default={}),
+        backup_dir=dict(type="path", default="/var/backups/tke-kms"),
+    )
+
+
+def config_checksum(module: AnsibleModule) -> str:
+    given = module.params["encryption_config_checksum"]
+    if given:
+        return given
+    path = module.params["encryption_config_path"]
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except FileNotFoundError:
+        module.fail_json(
+            msg="%s does not exist on this master; write it first (tke.kms.encryption_config) or pass "
+            "encryption_config_checksum" % path
+        )
+    raise AssertionError("unreachable")
+
+
+def edit(module: AnsibleModule, manifest: mf.ApiserverManifest) -> t.Tuple[str, str]:
+    """Apply the changes; returns (version, flag name)."""
+    params = module.params
+    version = manifest.version(params["kubernetes_version"])
+    flag = mf.encryption_flag_for(version)
+    other = mf.LEGACY_ENCRYPTION_FLAG if flag == mf.ENCRYPTION_FLAG else mf.ENCRYPTION_FLAG
+    manifest.set_flag(flag, params["encryption_config_path"], replaces=(other,))
+    manifest.ensure_host_path(
+        mf.HostPathMount(params["config_volume_name"], params["encryption_config_path"], "File", True)
+    )
+    manifest.ensure_host_path(
+        mf.HostPathMount(params["socket_volume_name"], params["socket_dir"], "DirectoryOrCreate", False)
+    )
+    gates = {}
+    for name, enabled in params["feature_gates"].items():
+        gates[name] = module.boolean(enabled)
+    manifest.merge_feature_gates(gates)
+    if params["restart_on_config_change"]:
+        manifest.set_annotation(mf.CONFIG_CHECKSUM_ANNOTATION, config_checksum(module))
+    return str(version), flag
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    if yaml is None:
+        module.fail_json(msg=missing_required_lib("PyYAML"))
+    path = module.params["path"]
+    text = read_text(path)
+    if text is None:
+        module.fail_json(msg="%s does not exist; is this a master with a kube-apiserver static pod?" % path)
+    try:
+        manifest = mf.ApiserverManifest(t.cast(str, text), path)
+        version, flag = edit(module, manifest)
+    except mf.ManifestError as exc:
+        module.fail_json(msg=str(exc))
+    new_text, preserved = manifest.render()
+    result: t.Dict[str, t.Any] = dict(
+        changed=new_text != text,
+        path=path,
+        kubernetes_version=version,
+        encryption_flag=flag,
+        layout_preserved=preserved,
+    )
+    if not preserved:
+        module.warn(
+            "%s could not be edited in place; it is written out in full and its comments are lost" % path
+        )
+    if module._diff and result["changed"]:
+        result["diff"] = dict(before=text, after=new_text, before_header=path, after_header=path)
+    if module.check_mode or not result["changed"]:
+        module.exit_json(**result)
+    try:
+        backup_dir = ensure_backup_dir(module.params["backup_dir"], [os.path.dirname(path)])
+        result["backup_file"] = backup(path, backup_dir)
+        stat = os.stat(path)
+        # Taken before the rename, so no restart caused by the new manifest can look older than it.
+        result["written_at"] = time.time()
+        atomic_write(path, new_text, stat.st_mode & 0o7777, owner=(stat.st_uid, stat.st_gid))
+    except (OSError, ValueError) as exc:
+        result["changed"] = False  # the manifest was not replaced
+        module.fail_json(msg="cannot write %s: %s" % (path, exc), **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

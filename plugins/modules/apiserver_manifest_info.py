@@ -1,0 +1,158 @@
+#!/usr/bin/python
+# Copyright (c) tke.kms contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: apiserver_manifest_info
+short_description: Read what the KMS rollout needs from a kube-apiserver static-pod manifest
+version_added: 0.1.0
+description:
+  - Parses the kube-apiserver static-pod manifest of a master and returns its Kubernetes version (from the
+    image tag), the encryption configuration it uses if any, its feature gates, how it reaches etcd and its
+    own endpoint.
+  - Fails with a clear message when the file is not YAML, not a Pod, or has no C(kube-apiserver) container.
+options:
+  path:
+    description: The kube-apiserver static-pod manifest.
+    type: path
+    default: /etc/kubernetes/manifests/kube-apiserver.yaml
+  kubernetes_version:
+    description: Use this version instead of reading it from the image tag (for images without a version tag).
+    type: str
+extends_documentation_fragment:
+  - tke.kms.attributes
+  - tke.kms.attributes.INFO_MODULE
+requirements:
+  - PyYAML on the master (Debian/Ubuntu C(python3-yaml), RHEL C(python3-pyyaml))
+seealso:
+  - module: tke.kms.apiserver_manifest
+author:
+  - tke.kms maintainers (@tke-kms)
+"""
+
+EXAMPLES = r"""
+- name: Read the apiserver manifest
+  tke.kms.apiserver_manifest_info:
+  register: manifest_info
+
+- name: Show the version
+  ansible.builtin.debug:
+    msg: "kube-apiserver {{ manifest_info.kubernetes_version }}, config {{
+         manifest_info.encryption_config_path }}"
+"""
+
+RETURN = r"""
+kubernetes_version:
+  description: The apiserver version.
+  returned: always
+  type: str
+  sample: 1.30.2
+minor_version:
+  description: Major and minor version, what the configuration format depends on.
+  returned: always
+  type: str
+  sample: "1.30"
+image:
+  description: The kube-apiserver container image.
+  returned: always
+  type: str
+  sample: registry.k8s.io/kube-apiserver:v1.30.2
+encryption_flag:
+  description: The flag this version uses for the encryption provider configuration.
+  returned: always
+  type: str
+  sample: --encryption-provider-config
+encryption_config_path:
+  description: The configuration file the apiserver is started with (either flag spelling), null if none.
+  returned: always
+  type: str
+config_checksum:
+  description: The configuration checksum recorded by M(tke.kms.apiserver_manifest), null if none.
+  returned: always
+  type: str
+feature_gates:
+  description: The C(--feature-gates) settings, gate name to value.
+  returned: always
+  type: dict
+  sample: {KMSv1: "true"}
+flags:
+  description: Every C(--flag) of the container, with its value (null for a flag without value).
+  returned: always
+  type: dict
+url:
+  description: This master's own apiserver endpoint (bind or advertise address and secure port).
+  returned: always
+  type: str
+  sample: https://10.0.0.11:6443
+etcd:
+  description: How the apiserver reaches etcd.
+  returned: always
+  type: dict
+  contains:
+    servers:
+      description: The C(--etcd-servers) endpoints.
+      type: list
+      elements: str
+    ca_file:
+      description: C(--etcd-cafile).
+      type: str
+    cert_file:
+      description: C(--etcd-certfile).
+      type: str
+    key_file:
+      description: C(--etcd-keyfile).
+      type: str
+    prefix:
+      description: C(--etcd-prefix) (default V(/registry)).
+      type: str
+"""
+
+import typing as t
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.tke.kms.plugins.module_utils import _manifest as mf
+from ansible_collections.tke.kms.plugins.module_utils._files import read_text
+from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import yaml
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", default="/etc/kubernetes/manifests/kube-apiserver.yaml"),
+            kubernetes_version=dict(type="str"),
+        ),
+        supports_check_mode=True,
+    )
+    if yaml is None:
+        module.fail_json(msg=missing_required_lib("PyYAML"))
+    path = module.params["path"]
+    text = read_text(path)
+    if text is None:
+        module.fail_json(msg="%s does not exist; is this a master with a kube-apiserver static pod?" % path)
+    try:
+        manifest = mf.ApiserverManifest(t.cast(str, text), path)
+        version = manifest.version(module.params["kubernetes_version"])
+    except mf.ManifestError as exc:
+        module.fail_json(msg=str(exc))
+    flags = manifest.flags()
+    annotations = (manifest.pod.value.get("metadata") or {}).get("annotations") or {}
+    module.exit_json(
+        changed=False,
+        path=path,
+        kubernetes_version=str(version),
+        minor_version=version.minor_version,
+        image=manifest.image,
+        encryption_flag=mf.encryption_flag_for(version),
+        encryption_config_path=manifest.encryption_config_path(),
+        config_checksum=annotations.get(mf.CONFIG_CHECKSUM_ANNOTATION),
+        feature_gates=manifest.feature_gates(),
+        flags=flags,
+        url=mf.apiserver_url(flags),
+        etcd=mf.etcd_settings(flags),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,317 @@
+#!/usr/bin/python
+# Copyright (c) tke.kms contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: encryption_config
+short_description: Place the Tencent KMS provider in a kube-apiserver encryption provider configuration
+version_added: 0.1.0
+description:
+  - Reads the encryption provider configuration of a master (if there is one), keeps every provider it has
+    (for example C(aescbc) keys, which remain needed to read data written with them), places the KMS provider
+    for the requested O(phase), and writes the file atomically with mode C(0600), owned by root.
+  - The file format follows O(kubernetes_version) - C(v1)/C(EncryptionConfig) for 1.10 to 1.12,
+    C(apiserver.config.k8s.io/v1)/C(EncryptionConfiguration) for 1.13 and newer (an old-format file is
+    converted).
+  - The file is parsed and merged as data, never edited with patterns. A file that holds anything other than
+    an encryption configuration is refused and left as it is.
+  - Key material of C(aescbc), C(aesgcm) and C(secretbox) providers is redacted in the diff and in messages.
+  - Writing the file does not make a running kube-apiserver read it; M(tke.kms.apiserver_manifest) records the
+    file's checksum in the static-pod manifest so that kubelet restarts the apiserver.
+options:
+  path:
+    description: Path of the configuration file on the master.
+    type: path
+    default: /etc/kubernetes/encryption-provider-config.yaml
+  kubernetes_version:
+    description:
+      - Version of the cluster's kube-apiserver, for example V(1.29.3); it selects the file format and the
+        default KMS API version. M(tke.kms.apiserver_manifest_info) reads it from the manifest.
+    type: str
+    required: true
+  phase:
+    description:
+      - V(read) makes every apiserver able to read KMS data before any apiserver writes it - a missing KMS
+        provider is added right after the provider that currently encrypts writes. A KMS provider that is
+        already first stays first.
+      - V(write) puts the KMS provider first, so it encrypts all new writes; the other providers stay as read
+        fallbacks in their order, and C(identity) goes last.
+      - Roll O(phase=read) out to every master (and restart every apiserver) before O(phase=write) on any of
+        them.
+    type: str
+    choices: [read, write]
+    default: write
+  provider_name:
+    description:
+      - Name of the KMS provider. It is stored in every encrypted value's prefix (C(k8s:enc:kms:v1:<name>:)),
+        so it must never change while data encrypted under it exists. C(tke-kms-plugin) is the name the Go
+        plugin's documentation used, so existing data usually carries it.
+    type: str
+    default: tke-kms-plugin
+  endpoint:
+    description: The plugin's unix socket, as the apiserver sees it.
+    type: str
+    default: unix:///var/run/tke-kms-plugin/server.sock
+  kms_api_version:
+    description:
+      - KMS provider API. V(auto) keeps the version of an existing provider named O(provider_name) (its data
+        needs it), else uses V(v2) from Kubernetes 1.29 and V(v1) below.
+      - V(v2) needs Kubernetes 1.27 or newer. V(v1) on 1.29 or newer needs the apiserver flag
+        C(--feature-gates=KMSv1=true) (the M(tke.kms.apiserver_manifest) option
+        O(tke.kms.apiserver_manifest#module:feature_gates) adds it; the C(tke.kms.apiserver) role does so by
+        itself).
+      - An existing provider is never switched between v1 and v2 in place; that would make its data
+        unreadable.
+    type: str
+    choices: [auto, v1, v2]
+    default: auto
+  cachesize:
+    description:
+      - KMS v1 only - how many decrypted data keys the apiserver caches. Every Secret has its own data key, so
+        a cache smaller than the number of Secrets makes each apiserver restart decrypt keys through Tencent
+        KMS again and again; use at least 1.2 times the number of Secrets (the C(tke.kms.encryption_config)
+        role does).
+      - If not set, an existing provider's value is kept, else V(1000) (the apiserver's default) is written -
+        in both cases raised to O(min_cachesize).
+      - Not allowed with KMS v2.
+    type: int
+  min_cachesize:
+    description:
+      - KMS v1 only, when O(cachesize) is not set - the cache size is at least this. Give it 1.2 times the
+        number of Secrets (the C(tke.kms.encryption_config) role counts them in etcd). Ignored with KMS v2.
+    type: int
+  timeout:
+    description: How long the apiserver waits for the plugin on each call, as a duration such as V(3s).
+    type: str
+    default: 3s
+  resources:
+    description:
+      - The resources whose entry holds the KMS provider. An existing entry that lists them is edited (it may
+        list more resources); otherwise a new entry is added first.
+    type: list
+    elements: str
+    default: [secrets]
+  backup_dir:
+    description:
+      - Directory where the current file is copied (with its mode) before it is changed. Not created or used
+        when nothing changes.
+    type: path
+extends_documentation_fragment:
+  - tke.kms.attributes
+  - tke.kms.attributes.MUTATING
+requirements:
+  - PyYAML on the master (Debian/Ubuntu C(python3-yaml), RHEL C(python3-pyyaml))
+seealso:
+  - module: tke.kms.apiserver_manifest
+  - module: tke.kms.apiserver_manifest_info
+  - name: Encrypting confidential data at rest
+    description: The Kubernetes documentation of the encryption provider configuration.
+    link: https://kubernetes.io/docs/tasks/administer-cluster/encrypt-data/
+author:
+  - tke.kms maintainers (@tke-kms)
+"""
+
+EXAMPLES = r"""
+- name: Let every apiserver read KMS data (phase 1 of 2, on all masters first)
+  tke.kms.encryption_config:
+    kubernetes_version: "{{ manifest_info.kubernetes_version }}"
+    phase: read
+    backup_dir: /var/backups/tke-kms
+
+- name: Encrypt new writes with KMS (phase 2 of 2)
+  tke.kms.encryption_config:
+    kubernetes_version: 1.20.2
+    phase: write
+    kms_api_version: v1
+    cachesize: 6000
+"""
+
+RETURN = r"""
+path:
+  description: The configuration file.
+  returned: always
+  type: str
+  sample: /etc/kubernetes/encryption-provider-config.yaml
+created:
+  description: Whether the file did not exist before (it is created, or would be in check mode).
+  returned: always
+  type: bool
+backup_file:
+  description: Copy of the previous file, when one was made.
+  returned: when changed and O(backup_dir) is set and the file existed
+  type: str
+  sample: /var/backups/tke-kms/encryption-provider-config.yaml.20261127T101500.123456
+checksum:
+  description:
+    - SHA-256 of the file content as written (in check mode, as it would be written). Give it to
+      M(tke.kms.apiserver_manifest) as O(tke.kms.apiserver_manifest#module:encryption_config_checksum).
+  returned: always
+  type: str
+providers:
+  description: Provider labels, in order, of the entry that holds O(resources).
+  returned: always
+  type: list
+  elements: str
+  sample: [kms:tke-kms-plugin, aescbc, identity]
+kms_api_version:
+  description: The KMS provider API that was used (O(kms_api_version=auto) resolved).
+  returned: always
+  type: str
+  sample: v2
+format:
+  description: apiVersion and kind of the file.
+  returned: always
+  type: dict
+  sample: {apiVersion: apiserver.config.k8s.io/v1, kind: EncryptionConfiguration}
+"""
+
+import os
+import typing as t
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.tke.kms.plugins.module_utils import _encryption_config as ec
+from ansible_collections.tke.kms.plugins.module_utils._files import (
+    atomic_write,
+    backup,
+    ensure_backup_dir,
+    read_text,
+)
+from ansible_collections.tke.kms.plugins.module_utils._kube_version import parse_version
+
+MODE = 0o600
+MANIFESTS_DIR = "/etc/kubernetes/manifests"
+
+
+def argument_spec() -> t.Dict[str, t.Any]:
+    return dict(
+        path=dict(type="path", default="/etc/kubernetes/encryption-provider-config.yaml"),
+        kubernetes_version=dict(type="str", required=True),
+        phase=dict(type="str", choices=["read", "write"], default="write"),
+        provider_name=dict(type="str", default="tke-kms-plugin"),
+        endpoint=dict(type="str", default="unix:///var/run/tke-kms-plugin/server.sock"),
+        kms_api_version=dict(type="str", choices=["auto", "v1", "v2"], default="auto"),
+        cachesize=dict(type="int"),
+        min_cachesize=dict(type="int"),
+        timeout=dict(type="str", default="3s"),
+        resources=dict(type="list", elements="str", default=["secrets"]),
+        backup_dir=dict(type="path"),
+    )
+
+
+def validate(module: AnsibleModule) -> None:
+    params = module.params
+    if ":" in params["provider_name"] or not params["provider_name"]:
+        module.fail_json(
+            msg="provider_name must be non-empty and must not contain ':' (got %r)" % params["provider_name"]
+        )
+    if not params["endpoint"].startswith("unix://"):
+        module.fail_json(
+            msg="endpoint must be a unix socket URL such as unix:///var/run/tke-kms-plugin/server.sock"
+        )
+    if params["cachesize"] is not None and params["cachesize"] == 0:
+        module.fail_json(
+            msg="cachesize 0 is invalid; use a positive size, or a negative one to disable the cache"
+        )
+
+
+def desired_cachesize(
+    module: AnsibleModule, existing: t.Optional[t.Dict[str, t.Any]], api_version: str
+) -> t.Optional[int]:
+    if api_version != "v1":
+        if module.params["cachesize"] is not None:
+            module.fail_json(
+                msg="cachesize is only valid for KMS v1; KMS v2 providers have no DEK cache size"
+            )
+        return None
+    if module.params["cachesize"] is not None:
+        return module.params["cachesize"]
+    current = ec.find_kms(existing, module.params["provider_name"]) if existing else None
+    size = ec.DEFAULT_V1_CACHESIZE
+    if current is not None and current["kms"].get("cachesize") is not None:
+        size = current["kms"]["cachesize"]
+    if size > 0 and module.params["min_cachesize"]:  # a negative size disables the cache on purpose
+        size = max(size, module.params["min_cachesize"])
+    return size
+
+
+def file_state_differs(path: str) -> bool:
+    stat = os.stat(path)
+    wrong_owner = os.geteuid() == 0 and (stat.st_uid, stat.st_gid) != (0, 0)
+    return (stat.st_mode & 0o7777) != MODE or wrong_owner
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    if ec.yaml is None:
+        module.fail_json(msg=missing_required_lib("PyYAML"))
+    validate(module)
+    params = module.params
+    path = params["path"]
+    try:
+        version = parse_version(params["kubernetes_version"])
+        current_text = read_text(path)
+        existing = ec.parse(current_text, path) if current_text is not None else None
+        api_version = ec.resolve_kms_api_version(
+            params["kms_api_version"], version, existing, params["provider_name"]
+        )
+        kms = ec.KmsProvider(
+            name=params["provider_name"],
+            endpoint=params["endpoint"],
+            api_version=api_version,
+            timeout=params["timeout"],
+            cachesize=desired_cachesize(module, existing, api_version),
+        )
+        desired = ec.build(
+            existing, version, kms, phase=params["phase"], resources=params["resources"], path=path
+        )
+    except (ValueError, ec.ConfigError, OSError) as exc:
+        module.fail_json(msg=str(exc))
+
+    content_changed = existing != desired
+    new_text = ec.render(desired) if content_changed else t.cast(str, current_text)
+    attributes_changed = current_text is not None and not content_changed and file_state_differs(path)
+    result: t.Dict[str, t.Any] = dict(
+        changed=content_changed or attributes_changed,
+        path=path,
+        created=current_text is None,
+        checksum=ec.checksum(new_text),
+        providers=ec.summary(desired, params["resources"]),
+        kms_api_version=api_version,
+        format=dict(apiVersion=desired["apiVersion"], kind=desired["kind"]),
+    )
+    if api_version == "v1" and version >= (1, 29):
+        module.warn(
+            "KMS v1 is disabled by default since Kubernetes 1.29: kube-apiserver needs "
+            "--feature-gates=KMSv1=true for this configuration (the tke.kms.apiserver role adds it). "
+            "Prefer kms_api_version v2."
+        )
+    if module._diff and content_changed:
+        result["diff"] = dict(
+            before=ec.redacted_text(existing),
+            after=ec.redacted_text(desired),
+            before_header=path,
+            after_header=path,
+        )
+    if module.check_mode or not result["changed"]:
+        module.exit_json(**result)
+
+    try:
+        if content_changed:
+            if current_text is not None and params["backup_dir"]:
+                backup_dir = ensure_backup_dir(params["backup_dir"], [MANIFESTS_DIR])
+                result["backup_file"] = backup(path, backup_dir)
+            atomic_write(path, new_text, MODE, owner=(0, 0))
+        else:
+            os.chmod(path, MODE)
+            if os.geteuid() == 0:
+                os.chown(path, 0, 0)
+    except (OSError, ValueError) as exc:
+        result["changed"] = False  # the file was not replaced
+        module.fail_json(msg="cannot write %s: %s" % (path, exc), **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

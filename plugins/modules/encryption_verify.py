@@ -1,0 +1,200 @@
+#!/usr/bin/python
+# Copyright (c) tke.kms contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: encryption_verify
+short_description: Prove that Secrets written through this master are stored encrypted with the KMS provider
+version_added: 0.1.0
+description:
+  - Creates a Secret with a random value through this master's kube-apiserver, reads it back, reads its raw
+    value from etcd with the apiserver's own etcd client certificate, checks that it starts with the KMS
+    provider's prefix (C(k8s:enc:kms:v1:<name>:) or C(k8s:enc:kms:v2:<name>:)) and that the random value does
+    not appear in it, and deletes the Secret again.
+  - Then counts the Secrets of the cluster that are not yet stored with the KMS provider.
+  - Fails with what it found when a check does not pass. Leaves nothing behind, so it never reports a change.
+options:
+  provider_name:
+    description: Name of the KMS provider in the encryption configuration.
+    type: str
+    default: tke-kms-plugin
+  namespace:
+    description: Namespace of the temporary Secret.
+    type: str
+    default: default
+  fail_on_pending:
+    description: Fail when some Secrets are not yet stored with the KMS provider.
+    type: bool
+    default: true
+extends_documentation_fragment:
+  - tke.kms.master_api
+  - tke.kms.master_etcd
+  - tke.kms.attributes
+  - tke.kms.attributes.INFO_MODULE
+attributes:
+  check_mode:
+    details:
+      - In check mode the temporary Secret is not created; only the count of pending Secrets is made, and
+        pending Secrets are a warning instead of a failure (the steps before did not really run).
+seealso:
+  - module: tke.kms.secret_storage_info
+author:
+  - tke.kms maintainers (@tke-kms)
+"""
+
+EXAMPLES = r"""
+- name: Verify encryption at rest on the first master
+  tke.kms.encryption_verify:
+  run_once: true
+"""
+
+RETURN = r"""
+probe:
+  description: The temporary Secret's round trip.
+  returned: unless in check mode
+  type: dict
+  contains:
+    name:
+      description: C(namespace/name) of the temporary Secret.
+      type: str
+    read_back:
+      description: Whether the apiserver returned the value that was written.
+      type: bool
+    storage:
+      description: How etcd stores it, for example C(kms:v2:tke-kms-plugin), or C(identity) for the clear.
+      type: str
+    plaintext_in_etcd:
+      description: Whether the random value appears in the raw etcd value.
+      type: bool
+total:
+  description: Secrets in etcd.
+  returned: always
+  type: int
+by_storage:
+  description: Secrets per storage.
+  returned: always
+  type: dict
+pending_count:
+  description: Secrets not yet stored with the KMS provider.
+  returned: always
+  type: int
+pending_sample:
+  description: Up to 20 of them, as C(namespace/name).
+  returned: always
+  type: list
+  elements: str
+"""
+
+import base64
+import secrets as random
+import typing as t
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.tke.kms.plugins.module_utils._etcd import (
+    EtcdReader,
+    census,
+    etcd_argument_spec,
+    etcd_reader,
+    is_kms,
+    storage_label,
+)
+from ansible_collections.tke.kms.plugins.module_utils._https import Endpoint, HttpsError, StatusError
+from ansible_collections.tke.kms.plugins.module_utils._manifest import ManifestError
+from ansible_collections.tke.kms.plugins.module_utils._master_api import (
+    master_api_argument_spec,
+    master_endpoint,
+    read_manifest,
+)
+from ansible_collections.tke.kms.plugins.module_utils._secrets_api import secret_path
+from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import yaml
+
+
+def round_trip(
+    endpoint: Endpoint, reader: EtcdReader, etcd_prefix: str, namespace: str
+) -> t.Dict[str, t.Any]:
+    marker = "tke-kms-verify-" + random.token_hex(16)
+    body = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"generateName": "tke-kms-verify-", "namespace": namespace},
+        "type": "Opaque",
+        "data": {"probe": base64.b64encode(marker.encode()).decode()},
+    }
+    created = endpoint.json("POST", "/api/v1/namespaces/%s/secrets" % namespace, body)
+    name = created["metadata"]["name"]
+    try:
+        read = endpoint.json("GET", secret_path(namespace, name))
+        raw = reader.get(("%s/secrets/%s/%s" % (etcd_prefix.rstrip("/"), namespace, name)).encode())
+    finally:
+        try:
+            endpoint.json("DELETE", secret_path(namespace, name))
+        except StatusError as exc:
+            if exc.status != 404:
+                raise
+    return dict(
+        name="%s/%s" % (namespace, name),
+        read_back=(read.get("data") or {}).get("probe") == body["data"]["probe"],
+        storage=storage_label(raw) if raw is not None else "absent",
+        plaintext_in_etcd=raw is not None and marker.encode() in raw,
+    )
+
+
+def main() -> None:
+    spec = master_api_argument_spec()
+    spec.update(etcd_argument_spec())
+    spec.update(
+        provider_name=dict(type="str", default="tke-kms-plugin"),
+        namespace=dict(type="str", default="default"),
+        fail_on_pending=dict(type="bool", default=True),
+    )
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    if yaml is None:
+        module.fail_json(msg=missing_required_lib("PyYAML"))
+    params = module.params
+    provider = params["provider_name"]
+    result: t.Dict[str, t.Any] = dict(changed=False)
+    problems = []
+    try:
+        endpoint = master_endpoint(params, read_manifest(params["manifest_path"]))
+        reader, etcd_prefix = etcd_reader(params)
+        with endpoint:
+            if not module.check_mode:
+                probe = result["probe"] = round_trip(endpoint, reader, etcd_prefix, params["namespace"])
+                if not probe["read_back"]:
+                    problems.append("the Secret read back differs from the one written")
+                if not is_kms(probe["storage"], provider):
+                    problems.append(
+                        "a new Secret is stored as %s, not with the KMS provider %s"
+                        % (probe["storage"], provider)
+                    )
+                if probe["plaintext_in_etcd"]:
+                    problems.append("the new Secret's value is readable in etcd")
+        found = census(reader, etcd_prefix, provider)
+    except (ManifestError, HttpsError) as exc:
+        module.fail_json(msg=str(exc), **result)
+    pending = len(found.pending)
+    result.update(
+        total=found.total,
+        by_storage=found.by_storage,
+        pending_count=pending,
+        pending_sample=found.pending[:20],
+    )
+    if pending and params["fail_on_pending"]:
+        note = "%d of %d Secrets are not yet stored with %s (re-encrypt them: tke.kms.reencrypt)" % (
+            pending,
+            found.total,
+            provider,
+        )
+        if module.check_mode:
+            module.warn(note)  # in a check run the rollout before this step did not really happen
+        else:
+            problems.append(note)
+    if problems:
+        module.fail_json(msg="encryption at rest is not verified: " + "; ".join(problems), **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+#!/usr/bin/python
+# Copyright (c) tke.kms contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: secret_storage_info
+short_description: Count how the cluster's Secrets are stored in etcd, and which are not yet encrypted with
+                   KMS
+version_added: 0.1.0
+description:
+  - Reads the Secrets' raw values from etcd, as the kube-apiserver of this master stored them, and classifies
+    each by its storage prefix - C(k8s:enc:kms:v2:<name>:), C(k8s:enc:aescbc:v1:<key>:), ..., or none
+    (stored in the clear, C(identity)).
+  - Uses the apiserver's own etcd endpoints and client certificate from its manifest, so the master needs
+    neither etcdctl nor anything but Python's standard library (and PyYAML to read the manifest). Values are
+    never returned.
+options:
+  manifest_path:
+    description: The kube-apiserver manifest whose etcd flags give the defaults below.
+    type: path
+    default: /etc/kubernetes/manifests/kube-apiserver.yaml
+  provider_name:
+    description: Name of the KMS provider whose prefix counts as encrypted.
+    type: str
+    default: tke-kms-plugin
+  list_pending:
+    description: Return the names of the Secrets not yet encrypted with the provider (RV(pending)).
+    type: bool
+    default: true
+  page_size:
+    description: Keys read from etcd per request.
+    type: int
+    default: 500
+extends_documentation_fragment:
+  - tke.kms.master_etcd
+  - tke.kms.attributes
+  - tke.kms.attributes.INFO_MODULE
+seealso:
+  - module: tke.kms.reencrypt
+  - module: tke.kms.encryption_verify
+author:
+  - tke.kms maintainers (@tke-kms)
+"""
+
+EXAMPLES = r"""
+- name: Which Secrets still need to be rewritten?
+  tke.kms.secret_storage_info:
+  register: storage
+
+- name: Rewrite them
+  tke.kms.reencrypt:
+    secrets: "{{ storage.pending }}"
+  when: storage.pending_count > 0
+"""
+
+RETURN = r"""
+total:
+  description: Number of Secrets in etcd.
+  returned: always
+  type: int
+by_storage:
+  description: Number of Secrets per storage (C(identity) for the clear).
+  returned: always
+  type: dict
+  sample: {identity: 12, "kms:v1:tke-kms-plugin": 3040}
+encrypted_count:
+  description: Secrets stored with the KMS provider O(provider_name).
+  returned: always
+  type: int
+pending_count:
+  description: Secrets not stored with it.
+  returned: always
+  type: int
+pending:
+  description: C(namespace/name) of those Secrets.
+  returned: when O(list_pending=true)
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.tke.kms.plugins.module_utils._etcd import census, etcd_argument_spec, etcd_reader
+from ansible_collections.tke.kms.plugins.module_utils._https import HttpsError
+from ansible_collections.tke.kms.plugins.module_utils._manifest import ManifestError
+from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import yaml
+
+
+def main() -> None:
+    spec = etcd_argument_spec()
+    spec.update(
+        provider_name=dict(type="str", default="tke-kms-plugin"),
+        list_pending=dict(type="bool", default=True),
+        page_size=dict(type="int", default=500),
+    )
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    if yaml is None:
+        module.fail_json(msg=missing_required_lib("PyYAML"))
+    params = module.params
+    try:
+        reader, prefix = etcd_reader(params)
+        found = census(reader, prefix, params["provider_name"], params["page_size"])
+    except (ManifestError, HttpsError) as exc:
+        module.fail_json(msg=str(exc))
+    result = dict(
+        changed=False,
+        total=found.total,
+        by_storage=found.by_storage,
+        encrypted_count=found.total - len(found.pending),
+        pending_count=len(found.pending),
+    )
+    if params["list_pending"]:
+        result["pending"] = found.pending
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

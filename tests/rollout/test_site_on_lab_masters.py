@@ -1,0 +1,207 @@
+"""site.yml end to end on two kubeadm-like chroot masters (real kube-apiserver 1.20.2, node agents, etcd) with
+the Tencent KMS emulator, run exactly as a user runs it; then the apiserver role's restore on a master whose
+apiserver cannot come back.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from tke_kms_plugin.emulator.testing import start_emulator_process
+
+from tests.lab.apiserver import lab_env
+from tests.lab.masters import REPO, MasterLab
+
+pytestmark = [pytest.mark.lab_masters, pytest.mark.e2e]
+PROVIDER = "tke-kms-plugin"
+SEEDED = 12
+RECAP = re.compile(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+def ansible_playbook(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **lab_env(),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "ANSIBLE_FORCE_COLOR": "0",
+    }
+    argv = [str(Path(sys.executable).parent / "ansible-playbook"), *args]
+    return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=1200)
+
+
+def recap(run: subprocess.CompletedProcess[str]) -> dict[str, tuple[int, int, int]]:
+    return {host: (int(c), int(u), int(f)) for host, c, u, f in RECAP.findall(run.stdout)}
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[tuple[MasterLab, dict[str, str]]]:
+    if os.geteuid() != 0:
+        pytest.skip("chroot masters need root")
+    masters = MasterLab(f"rollout-{os.getpid()}", 2).start()
+    secret_id, secret_key = "AKIDtkekmsrollout", secrets.token_urlsafe(24)
+    emulator = start_emulator_process({secret_id: secret_key})
+    try:
+        masters.write_inventory(
+            {
+                "tke_kms_region": "ap-guangzhou",
+                "tke_kms_secret_id": secret_id,
+                "tke_kms_secret_key": secret_key,
+                "tke_kms_api_endpoint": emulator.url,
+                "tke_kms_plugin_image": "localhost/tke-kms-plugin:0.1.0",
+                "tke_kms_key_alias": "rollout-test",
+                "kms_plugin_metrics_address": "",
+                "tke_kms_apiserver_timeout": 60,
+            }
+        )
+        seeded = {}
+        with masters.session() as session:
+            for number in range(SEEDED):
+                seeded[f"seeded-{number}"] = value = secrets.token_hex(8)
+                body = {"metadata": {"name": f"seeded-{number}"}, "stringData": {"value": value}}
+                url = f"{masters.masters[0].url}/api/v1/namespaces/default/secrets"
+                session.post(url, json=body, timeout=30).raise_for_status()
+        yield masters, seeded
+    finally:
+        emulator.stop()
+        masters.stop()
+
+
+def etcd_secrets(lab: MasterLab) -> dict[str, bytes]:
+    pki = lab.directory / "pki"
+    body = {
+        "key": base64.b64encode(b"/registry/secrets/").decode(),
+        "range_end": base64.b64encode(b"/registry/secrets0").decode(),
+    }
+    with lab.session() as session:
+        session.cert = (str(pki / "etcd-client.crt"), str(pki / "etcd-client.key"))
+        answer = session.post(f"{lab.etcd.url}/v3/kv/range", json=body, timeout=30).json()
+    return {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv["value"]) for kv in answer["kvs"]}
+
+
+def test_site_yml_encrypts_every_secret_and_a_second_run_changes_nothing(lab) -> None:
+    masters, seeded = lab
+    first = ansible_playbook("site.yml", "-i", str(masters.inventory))
+    assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-3000:]
+    assert (
+        "FAILED - RETRYING: [master1]: Wait for kube-apiserver to restart" in first.stdout
+    )  # visible progress
+
+    stored = etcd_secrets(masters)
+    prefix = f"k8s:enc:kms:v1:{PROVIDER}:".encode()
+    assert stored and all(value.startswith(prefix) for value in stored.values()), {
+        key: value[:30] for key, value in stored.items() if not value.startswith(prefix)
+    }
+    for name, value in seeded.items():
+        assert value.encode() not in stored[f"/registry/secrets/default/{name}"]
+    with masters.session() as session:
+        for master in masters.masters:
+            checks = session.get(f"{master.url}/readyz?verbose", timeout=30).text
+            assert "[+]kms-provider-0 ok" in checks, checks
+            items = session.get(f"{master.url}/api/v1/namespaces/default/secrets", timeout=30).json()["items"]
+            read = {
+                s["metadata"]["name"]: base64.b64decode(s["data"]["value"]).decode()
+                for s in items
+                if s["metadata"]["name"] in seeded
+            }
+            assert read == seeded
+    for master in masters.masters:
+        config = yaml.safe_load(master.path("/etc/kubernetes/encryption-provider-config.yaml").read_text())
+        assert [next(iter(p)) for p in config["resources"][0]["providers"]] == ["kms", "identity"]
+        assert config["resources"][0]["providers"][0]["kms"]["cachesize"] >= 1000
+        assert sorted(p.name for p in master.manifests.iterdir()) == [
+            "kube-apiserver.yaml",
+            "kube-controller-manager.yaml",
+            "kube-scheduler.yaml",
+        ]
+
+    second = ansible_playbook("site.yml", "-i", str(masters.inventory))
+    assert second.returncode == 0, second.stdout[-6000:]
+    assert recap(second) and all(changed == 0 for changed, _, _ in recap(second).values()), recap(second)
+
+
+def test_an_apiserver_that_does_not_come_back_is_restored(lab, tmp_path) -> None:
+    masters, _ = lab
+    master = masters.masters[1]
+    files = [
+        master.manifests / "kube-apiserver.yaml",
+        master.path("/etc/kubernetes/encryption-provider-config.yaml"),
+    ]
+    before = [path.read_bytes() for path in files]
+    playbook = tmp_path / "broken.yml"
+    playbook.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "Point one apiserver at a socket where no plugin listens",
+                    "hosts": master.name,
+                    "gather_facts": False,
+                    "roles": [
+                        {
+                            "role": "tke.kms.apiserver",
+                            "vars": {
+                                "apiserver_encryption_phase": "write",
+                                "apiserver_socket": "/var/run/no-plugin-here/server.sock",
+                                "apiserver_wait_timeout": 45,
+                            },
+                        }
+                    ],
+                }
+            ]
+        )
+    )
+    run = ansible_playbook(str(playbook), "-i", str(masters.inventory))
+    assert run.returncode != 0
+    assert re.search(r"not ready \(HTTP 500, failing: [^)]*kms-provider-0", run.stdout), run.stdout[-6000:]
+    assert "Restored the previous manifest" in run.stdout and "kube-apiserver is healthy again" in run.stdout
+    assert [path.read_bytes() for path in files] == before
+    assert masters.readyz(master)
+
+
+def test_the_plugin_as_a_static_pod_answers_on_every_master(lab, tmp_path) -> None:
+    masters, _ = lab
+    socket = "/var/run/tke-kms-plugin-static/server.sock"  # next to the DaemonSet's plugin
+    playbook = tmp_path / "static.yml"
+    playbook.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "The key",
+                    "hosts": "localhost",
+                    "gather_facts": False,
+                    "roles": ["tke.kms.kms_key"],
+                },
+                {
+                    "name": "The plugin as a static pod",
+                    "hosts": "masters",
+                    "gather_facts": False,
+                    # The lab has no mount namespaces: the plugin pod's emptyDir on /tmp covers the master's
+                    # /tmp while a module waits for it there, so module payloads go elsewhere.
+                    "environment": {"TMPDIR": "/root/.ansible/tmp"},
+                    "roles": [
+                        {
+                            "role": "tke.kms.kms_plugin",
+                            "vars": {"kms_plugin_mode": "static_pod", "kms_plugin_socket": socket},
+                        }
+                    ],
+                },
+            ]
+        )
+    )
+    try:
+        run = ansible_playbook(str(playbook), "-i", str(masters.inventory))
+        assert run.returncode == 0, run.stdout[-6000:]
+        assert run.stdout.count("v2 Status ok") == len(masters.masters), run.stdout[-3000:]
+        for master in masters.masters:
+            assert (master.manifests / "tke-kms-plugin.yaml").exists()
+    finally:
+        for master in masters.masters:
+            (master.manifests / "tke-kms-plugin.yaml").unlink(missing_ok=True)

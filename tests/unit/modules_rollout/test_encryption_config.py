@@ -1,0 +1,357 @@
+"""tke.kms.encryption_config: format by version, provider phases, kept providers, 0600, check and diff."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible_collections.tke.kms.plugins.module_utils import _encryption_config as ec
+from ansible_collections.tke.kms.plugins.module_utils._kube_version import parse_version
+from ansible_collections.tke.kms.plugins.modules import encryption_config
+
+from .conftest import run_module
+
+SOCKET = "unix:///var/run/tke-kms-plugin/server.sock"
+AESCBC_SECRET = "c2VjcmV0IGlzIHNlY3VyZSwgb3IgaXMgaXQ/Cg=="
+AESCBC_CONFIG = textwrap.dedent(f"""\
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: EncryptionConfiguration
+    resources:
+      - resources:
+          - secrets
+        providers:
+          - aescbc:
+              keys:
+                - name: key1
+                  secret: {AESCBC_SECRET}
+          - identity: {{}}
+    """)
+GO_PLUGIN_CONFIG = textwrap.dedent("""\
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: EncryptionConfiguration
+    resources:
+      - resources:
+          - secrets
+        providers:
+          - kms:
+              name: tke-kms-plugin
+              timeout: 3s
+              cachesize: 1000
+              endpoint: unix:///var/run/tke-kms-plugin/server.sock
+          - identity: {}
+    """)
+
+
+def configure(path: Path, *, check: bool = False, diff: bool = False, **args: object) -> dict:
+    params: dict[str, object] = {"path": str(path), "kubernetes_version": "1.30.2"}
+    params.update(args)
+    return run_module(encryption_config.main, params, check=check, diff=diff)
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def providers(path: Path) -> list:
+    return load(path)["resources"][0]["providers"]
+
+
+# ---- format by version -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("version", "api_version", "kind", "kms"),
+    [
+        (
+            "1.10.0",
+            "v1",
+            "EncryptionConfig",
+            {"name": "tke-kms-plugin", "endpoint": SOCKET, "cachesize": 1000, "timeout": "3s"},
+        ),
+        (
+            "1.12.10",
+            "v1",
+            "EncryptionConfig",
+            {"name": "tke-kms-plugin", "endpoint": SOCKET, "cachesize": 1000, "timeout": "3s"},
+        ),
+        (
+            "1.13.0",
+            "apiserver.config.k8s.io/v1",
+            "EncryptionConfiguration",
+            {"name": "tke-kms-plugin", "endpoint": SOCKET, "cachesize": 1000, "timeout": "3s"},
+        ),
+        (
+            "1.20.2",
+            "apiserver.config.k8s.io/v1",
+            "EncryptionConfiguration",
+            {"name": "tke-kms-plugin", "endpoint": SOCKET, "cachesize": 1000, "timeout": "3s"},
+        ),
+        (
+            "1.28.5",
+            "apiserver.config.k8s.io/v1",
+            "EncryptionConfiguration",
+            {"name": "tke-kms-plugin", "endpoint": SOCKET, "cachesize": 1000, "timeout": "3s"},
+        ),
+        (
+            "1.29.0",
+            "apiserver.config.k8s.io/v1",
+            "EncryptionConfiguration",
+            {"apiVersion": "v2", "name": "tke-kms-plugin", "endpoint": SOCKET, "timeout": "3s"},
+        ),
+        (
+            "1.30.2",
+            "apiserver.config.k8s.io/v1",
+            "EncryptionConfiguration",
+            {"apiVersion": "v2", "name": "tke-kms-plugin", "endpoint": SOCKET, "timeout": "3s"},
+        ),
+    ],
+)
+def test_new_file_format_follows_the_version(tmp_path, version, api_version, kind, kms) -> None:
+    path = tmp_path / "config.yaml"
+    result = configure(path, kubernetes_version=version, phase="write")
+    assert result["changed"] and result["created"]
+    assert load(path) == {
+        "apiVersion": api_version,
+        "kind": kind,
+        "resources": [{"resources": ["secrets"], "providers": [{"kms": kms}, {"identity": {}}]}],
+    }
+    assert result["format"] == {"apiVersion": api_version, "kind": kind}
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert (path.stat().st_uid, path.stat().st_gid) == (0, 0)
+
+
+def test_kms_v2_is_opt_in_from_1_27_and_refused_before(tmp_path) -> None:
+    path = tmp_path / "config.yaml"
+    assert configure(path, kubernetes_version="1.27.1", kms_api_version="v2")["kms_api_version"] == "v2"
+    assert providers(path)[0]["kms"]["apiVersion"] == "v2"
+    result = configure(tmp_path / "other.yaml", kubernetes_version="1.26.9", kms_api_version="v2")
+    assert result["failed"] and "KMS v2 needs Kubernetes 1.27 or newer" in result["msg"]
+    assert not (tmp_path / "other.yaml").exists()
+
+
+def test_kms_v1_on_1_29_is_possible_and_warns_about_the_feature_gate(tmp_path) -> None:
+    result = configure(tmp_path / "c.yaml", kubernetes_version="1.29.3", kms_api_version="v1", cachesize=5000)
+    assert result["kms_api_version"] == "v1"
+    assert providers(tmp_path / "c.yaml")[0]["kms"]["cachesize"] == 5000
+    assert "--feature-gates=KMSv1=true" in str(result["warnings"])
+
+
+def test_cachesize_with_kms_v2_is_refused(tmp_path) -> None:
+    result = configure(tmp_path / "c.yaml", cachesize=100)
+    assert result["failed"] and "cachesize is only valid for KMS v1" in result["msg"]
+
+
+def test_kubernetes_before_1_10_is_refused(tmp_path) -> None:
+    result = configure(tmp_path / "c.yaml", kubernetes_version="1.9.11")
+    assert result["failed"] and "needs 1.10 or newer" in result["msg"]
+
+
+# ---- phases and kept providers -----------------------------------------------------------------------------
+
+
+def test_read_then_write_on_a_cluster_without_encryption(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    assert configure(path, phase="read")["providers"] == ["identity", "kms:tke-kms-plugin"]
+    assert configure(path, phase="read")["changed"] is False
+    assert configure(path, phase="write")["providers"] == ["kms:tke-kms-plugin", "identity"]
+    assert configure(path, phase="write")["changed"] is False
+    # a read phase after the write phase never steps back
+    result = configure(path, phase="read")
+    assert result["changed"] is False and result["providers"] == ["kms:tke-kms-plugin", "identity"]
+
+
+def test_existing_aescbc_stays_as_read_fallback(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(AESCBC_CONFIG)
+    assert configure(path, phase="read")["providers"] == ["aescbc", "kms:tke-kms-plugin", "identity"]
+    assert configure(path, phase="write")["providers"] == ["kms:tke-kms-plugin", "aescbc", "identity"]
+    assert providers(path)[1] == {"aescbc": {"keys": [{"name": "key1", "secret": AESCBC_SECRET}]}}
+
+
+def test_identity_goes_last_in_the_write_phase(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        AESCBC_CONFIG.replace("      - identity: {}\n", "").replace(
+            "    providers:\n", "    providers:\n      - identity: {}\n"
+        )
+    )
+    assert configure(path, phase="read")["providers"] == ["identity", "kms:tke-kms-plugin", "aescbc"]
+    assert configure(path, phase="write")["providers"] == ["kms:tke-kms-plugin", "aescbc", "identity"]
+
+
+def test_a_config_without_identity_does_not_gain_it(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(AESCBC_CONFIG.replace("      - identity: {}\n", ""))
+    assert configure(path, phase="write")["providers"] == ["kms:tke-kms-plugin", "aescbc"]
+
+
+def test_other_resource_entries_are_kept(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(AESCBC_CONFIG.replace("      - secrets\n", "      - configmaps\n"))
+    configure(path, phase="write")
+    config = load(path)
+    assert [entry["resources"] for entry in config["resources"]] == [["secrets"], ["configmaps"]]
+    assert config["resources"][1]["providers"][0]["aescbc"]["keys"][0]["secret"] == AESCBC_SECRET
+
+
+def test_resources_split_over_entries_are_refused(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    text = AESCBC_CONFIG + "  - resources: [configmaps]\n    providers: [identity: {}]\n"
+    path.write_text(text)
+    result = configure(path, resources=["secrets", "configmaps"])
+    assert result["failed"] and "split over several entries" in result["msg"]
+    assert path.read_text() == text
+
+
+def test_the_go_plugin_seed_keeps_its_kms_v1_provider_on_1_29(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(GO_PLUGIN_CONFIG)
+    path.chmod(0o600)
+    result = configure(path, kubernetes_version="1.29.1", phase="write")
+    assert result["kms_api_version"] == "v1"
+    assert result["changed"] is False  # same content: the file is not even rewritten
+    assert path.read_text() == GO_PLUGIN_CONFIG
+
+
+def test_switching_a_provider_between_v1_and_v2_is_refused(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(GO_PLUGIN_CONFIG)
+    result = configure(path, kubernetes_version="1.30.0", kms_api_version="v2")
+    assert result["failed"] and "would make the data stored under it unreadable" in result["msg"]
+    assert path.read_text() == GO_PLUGIN_CONFIG
+
+
+def test_cachesize_is_kept_unless_given(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(GO_PLUGIN_CONFIG.replace("cachesize: 1000", "cachesize: 7000"))
+    configure(path, kubernetes_version="1.20.2")
+    assert providers(path)[0]["kms"]["cachesize"] == 7000
+    configure(path, kubernetes_version="1.20.2", cachesize=12000)
+    assert providers(path)[0]["kms"]["cachesize"] == 12000
+
+
+def test_legacy_file_is_converted_after_an_upgrade(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        GO_PLUGIN_CONFIG.replace("apiserver.config.k8s.io/v1", "v1").replace(
+            "EncryptionConfiguration", "EncryptionConfig"
+        )
+    )
+    result = configure(path, kubernetes_version="1.13.5")
+    assert result["changed"] and result["format"]["kind"] == "EncryptionConfiguration"
+    assert load(path) == yaml.safe_load(GO_PLUGIN_CONFIG)
+
+
+# ---- bad existing files ------------------------------------------------------------------------------------
+
+BAD_CONFIGS = {
+    "not yaml": ("resources: [\n", "is not valid YAML"),
+    "empty": ("\n", "it is empty"),
+    "another kind": ("apiVersion: v1\nkind: ConfigMap\ndata: {}\n", "found v1/ConfigMap"),
+    "a list": ("- a\n- b\n", "found list"),
+    "unknown provider": (
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n"
+        "- resources: [secrets]\n  providers:\n  - vault: {secret: hunter2}\n",
+        "is not one of identity, aescbc, aesgcm, secretbox, kms",
+    ),
+    "no providers": (
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n"
+        "- resources: [secrets]\n",
+        "needs a non-empty 'providers' list",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_a_file_that_is_not_an_encryption_configuration_is_left_alone(tmp_path, case) -> None:
+    text, message = BAD_CONFIGS[case]
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    path.chmod(0o640)
+    result = configure(path, backup_dir=str(tmp_path / "backups"))
+    assert result["failed"] is True and message in result["msg"] and str(path) in result["msg"]
+    assert "hunter2" not in result["msg"]
+    assert path.read_text() == text and path.stat().st_mode & 0o777 == 0o640
+    assert sorted(os.listdir(tmp_path)) == ["c.yaml"]
+
+
+# ---- check mode, diff, backups, file mode ------------------------------------------------------------------
+
+
+def test_check_mode_predicts_without_writing(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(AESCBC_CONFIG)
+    result = configure(path, check=True, phase="write")
+    assert result["changed"] is True and result["providers"][0] == "kms:tke-kms-plugin"
+    assert path.read_text() == AESCBC_CONFIG
+    real = configure(path, phase="write")
+    assert real["checksum"] == result["checksum"] == ec.checksum(path.read_text())
+
+
+def test_diff_never_shows_key_material(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(AESCBC_CONFIG)
+    result = configure(path, diff=True, phase="write")
+    assert AESCBC_SECRET not in str(result)
+    assert "secret: <redacted>" in result["diff"]["before"] and "kms:" in result["diff"]["after"]
+    assert AESCBC_SECRET in path.read_text()
+
+
+def test_backup_keeps_the_previous_file_with_its_mode(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(AESCBC_CONFIG)
+    path.chmod(0o600)
+    result = configure(path, phase="read", backup_dir=str(tmp_path / "backups"))
+    backup = Path(result["backup_file"])
+    assert backup.read_text() == AESCBC_CONFIG and backup.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "backups").stat().st_mode & 0o777 == 0o700
+
+
+def test_loose_permissions_are_fixed_without_rewriting(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    configure(path)
+    content = path.read_bytes()
+    path.chmod(0o644)
+    assert configure(path, check=True)["changed"] is True
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert configure(path)["changed"] is True
+    assert path.stat().st_mode & 0o777 == 0o600 and path.read_bytes() == content
+    assert configure(path)["changed"] is False
+
+
+def test_bad_parameters(tmp_path) -> None:
+    assert "must not contain ':'" in configure(tmp_path / "c", provider_name="a:b")["msg"]
+    assert "unix socket URL" in configure(tmp_path / "c", endpoint="tcp://1.2.3.4:5")["msg"]
+    assert (
+        "cachesize 0 is invalid" in configure(tmp_path / "c", kubernetes_version="1.20.0", cachesize=0)["msg"]
+    )
+    assert "not a Kubernetes version" in configure(tmp_path / "c", kubernetes_version="one.two")["msg"]
+
+
+def test_redact_handles_every_keyed_provider() -> None:
+    config = yaml.safe_load(AESCBC_CONFIG)
+    config["resources"][0]["providers"].insert(0, {"secretbox": {"keys": [{"name": "k", "secret": "s1"}]}})
+    assert "s1" not in ec.redacted_text(config) and AESCBC_SECRET not in ec.redacted_text(config)
+
+
+def test_version_parsing() -> None:
+    assert parse_version("v1.30.2") == (1, 30, 2)
+    assert parse_version("1.29") == (1, 29, 0)
+    assert parse_version("1.31.0-rc.1") == (1, 31, 0)
+    with pytest.raises(ValueError, match="not a Kubernetes version"):
+        parse_version("1")
+
+
+def test_min_cachesize_raises_but_never_lowers(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    configure(path, kubernetes_version="1.20.2", min_cachesize=6000)
+    assert providers(path)[0]["kms"]["cachesize"] == 6000
+    configure(path, kubernetes_version="1.20.2", min_cachesize=1200)
+    assert providers(path)[0]["kms"]["cachesize"] == 6000
+    assert (
+        configure(path, kubernetes_version="1.30.2", kms_api_version="v1", min_cachesize=100)["changed"]
+        is False
+    )

@@ -1,0 +1,120 @@
+"""The on-master API modules against a real kube-apiserver 1.20.2 + etcd (tests/lab) and a KMS v1 plugin.
+
+apiserver_health, secret_storage_info, reencrypt and encryption_verify talk HTTPS with the lab's certificates,
+exactly as they would with kubeadm's on a master: endpoints and files come from a kube-apiserver manifest
+written from the lab apiserver's own command line.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible_collections.tke.kms.plugins.modules import (
+    apiserver_health,
+    encryption_verify,
+    reencrypt,
+    secret_storage_info,
+)
+from kubernetes import client
+
+from tests.lab import encryption
+
+from .conftest import run_module
+
+pytestmark = pytest.mark.e2e
+PROVIDER = "tke-kms-plugin"
+
+
+def write_manifest(path: Path, argv: list[str]) -> Path:
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "kube-apiserver", "namespace": "kube-system"},
+        "spec": {
+            "containers": [
+                {"name": "kube-apiserver", "image": "k8s.gcr.io/kube-apiserver:v1.20.2", "command": argv}
+            ]
+        },
+    }
+    path.write_text(yaml.safe_dump(pod, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def lab(control_plane, noop_plugin_factory, tmp_path):
+    plane = control_plane
+    core = client.CoreV1Api(plane.apiserver.api_client())
+    for number in range(5):
+        core.create_namespaced_secret(
+            "default",
+            client.V1Secret(metadata=client.V1ObjectMeta(name=f"old-{number}"), string_data={"k": "v"}),
+        )
+    plugin = noop_plugin_factory("rollout")
+    manifest = write_manifest(tmp_path / "kube-apiserver.yaml", plane.apiserver.argv())
+    access = {"manifest_path": str(manifest), "kubeconfig": str(plane.apiserver.admin_conf)}
+    return plane, plugin, manifest, access
+
+
+def test_rollout_modules_on_a_real_apiserver(lab) -> None:
+    plane, plugin, manifest, access = lab
+
+    storage = run_module(secret_storage_info.main, {"manifest_path": access["manifest_path"]})
+    assert storage["by_storage"] == {"identity": storage["total"]} and storage["total"] >= 5
+    assert "default/old-0" in storage["pending"]
+
+    health = run_module(apiserver_health.main, access)
+    assert health["healthy"] is True and health["ready"] is True and health["kms_checks"] == {}
+    assert "etcd" in health["checks"]
+    later = run_module(apiserver_health.main, dict(access, started_after=time.time()))
+    assert later["healthy"] is False and "still the process from before the change" in later["message"]
+
+    # the write phase, as the apiserver role leaves it: restart with [kms, identity]
+    restarted_after = time.time()
+    config = encryption.config([encryption.kms_v1(PROVIDER, plugin.socket), encryption.identity()])
+    plane.restart_apiserver(config)
+    write_manifest(manifest, plane.apiserver.argv())
+    health = run_module(apiserver_health.main, dict(access, started_after=restarted_after))
+    assert health["healthy"] is True, health
+    assert health["kms_checks"] == {"kms-provider-0": True} and health["restarted"] is True
+
+    verify = run_module(encryption_verify.main, access)
+    assert verify["failed"] is True and verify["probe"]["storage"] == f"kms:v1:{PROVIDER}"
+    assert verify["probe"]["read_back"] is True and verify["probe"]["plaintext_in_etcd"] is False
+    assert f"{storage['total']} of {storage['total']} Secrets are not yet stored" in verify["msg"]
+    assert (
+        run_module(secret_storage_info.main, {"manifest_path": access["manifest_path"]})["total"]
+        == storage["total"]
+    )  # the probe Secret is gone again
+
+    check = run_module(reencrypt.main, dict(access, secrets=storage["pending"]), check=True)
+    assert check["changed"] is True and check["rewritten"] == storage["total"]
+    assert (
+        run_module(secret_storage_info.main, {"manifest_path": access["manifest_path"]})["pending_count"]
+        == (storage["total"])
+    )
+    done = run_module(
+        reencrypt.main, dict(access, secrets=[*storage["pending"], "default/deleted-meanwhile"])
+    )
+    assert (done["changed"], done["rewritten"], done["missing"]) == (True, storage["total"], 1)
+    again = run_module(reencrypt.main, access)
+    assert again["changed"] is False and again["rewritten"] == 0 and again["unchanged"] == storage["total"]
+
+    after = run_module(secret_storage_info.main, {"manifest_path": access["manifest_path"]})
+    assert after["pending_count"] == 0 and after["by_storage"] == {f"kms:v1:{PROVIDER}": storage["total"]}
+    verified = run_module(encryption_verify.main, access)
+    assert not verified.get("failed") and verified["changed"] is False and verified["pending_count"] == 0
+
+
+def test_bad_access_is_a_clear_failure(lab, tmp_path) -> None:
+    _, _, manifest, access = lab
+    result = run_module(
+        apiserver_health.main, dict(access, kubeconfig=str(tmp_path / "none"), client_cert=None)
+    )
+    assert result["failed"] and "no credentials for the apiserver" in result["msg"]  # no kubelet client cert
+    result = run_module(
+        secret_storage_info.main, {"manifest_path": str(manifest), "etcd_cert_file": "/nope.crt"}
+    )
+    assert result["failed"] and "/nope.crt does not exist" in result["msg"]
