@@ -19,7 +19,8 @@ unexport HTTP_PROXY HTTPS_PROXY http_proxy https_proxy
 help:
 	@echo "make demo         the whole rollout on the local lab (README command #1)"
 	@echo "make test         everything CI runs (README command #2)"
-	@echo "make lint         ruff, yamllint, ansible-lint"
+	@echo "make lint         ruff, yamllint, ansible-lint, ansible-test sanity"
+	@echo "make molecule     the molecule scenarios (default, lab)"
 	@echo "make e2e          end-to-end tests against a real kube-apiserver"
 	@echo "make bench        all benchmarks, printing their figures"
 	@echo "make reliability  the lab reliability suite"
@@ -56,10 +57,17 @@ lint: venv
 	$(VENV)/bin/ansible-lint
 	bash tests/sanity/run.sh
 
-# Unit, integration (emulator, plugin, modules) and end-to-end tests.
+# Unit, integration (emulator, plugin, modules) and end-to-end tests, then the molecule scenarios.
 .PHONY: test
 test: venv system-deps lab-binaries lint
 	$(PYTEST) tests
+	$(MAKE) molecule
+
+# Chroot masters with 1.12/1.20/1.30 manifests (default), and site.yml on the real lab masters (lab).
+.PHONY: molecule
+molecule: venv system-deps lab-binaries
+	$(VENV)/bin/molecule test -s default
+	$(VENV)/bin/molecule test -s lab
 
 .PHONY: e2e
 e2e: venv system-deps lab-binaries
