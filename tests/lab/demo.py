@@ -22,14 +22,13 @@ from typing import Any
 import requests
 
 from tests.lab.apiserver import lab_env
-from tests.lab.masters import MASTERS_ROOT, REPO, MasterLab, recorded_alive, stop_pid
+from tests.lab.masters import MASTERS_ROOT, REPO, MasterLab, recorded_alive, rollout_vars, stop_pid
 from tests.lab.process import ManagedProcess, proc_start_time
 from tests.lab.runtime import LabError, wait_for
 
 DEMO_DIR = MASTERS_ROOT / "demo"
 DEMO_STATE = DEMO_DIR / "demo.json"
 MASTER_COUNT = 3
-REGION = "ap-guangzhou"
 SECRET_NAME = "tke-kms-demo"
 SECRET_VALUE = "s3cr3t-from-make-demo"
 VENV_BIN = Path(sys.executable).parent
@@ -117,15 +116,7 @@ def stop_emulator() -> None:
 
 def inventory_vars(state: dict[str, Any]) -> dict[str, Any]:
     """What a user puts in group_vars for these masters (see docs/lab-masters.md)."""
-    return {
-        "tke_kms_region": REGION,
-        "tke_kms_secret_id": state["secret_id"],
-        "tke_kms_secret_key": state["secret_key"],
-        "tke_kms_api_endpoint": state["emulator"]["endpoint"],
-        "tke_kms_plugin_image": "localhost/tke-kms-plugin:0.1.0",
-        # All masters share the host's network here: one metrics port per host would collide.
-        "kms_plugin_metrics_address": "",
-    }
+    return rollout_vars(state["emulator"]["endpoint"], state["secret_id"], state["secret_key"])
 
 
 def run_playbook(lab: MasterLab) -> int:

@@ -46,6 +46,21 @@ PLUGIN_ENTRYPOINT = "/tke-kms-plugin"
 CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 READY_TIMEOUT = 240.0
 STATE_FILE = "lab.json"
+LAB_REGION = "ap-guangzhou"
+
+
+def rollout_vars(kms_endpoint: str, secret_id: str, secret_key: str, **overrides: Any) -> dict[str, Any]:
+    """What a user puts in group_vars to roll out against these masters (see docs/lab-masters.md)."""
+    return {
+        "tke_kms_region": LAB_REGION,
+        "tke_kms_secret_id": secret_id,
+        "tke_kms_secret_key": secret_key,
+        "tke_kms_api_endpoint": kms_endpoint,
+        "tke_kms_plugin_image": "localhost/tke-kms-plugin:0.1.0",
+        # All masters share the host's network here: one metrics port per host would collide.
+        "kms_plugin_metrics_address": "",
+        **overrides,
+    }
 
 
 @functools.cache
@@ -763,6 +778,14 @@ class MasterLab:
         session.cert = (str(pki / "admin.crt"), str(pki / "admin.key"))
         session.trust_env = False
         return session
+
+    def create_secrets(self, values: dict[str, str], namespace: str = "default") -> None:
+        """One Secret per name, holding its value under key `value`, created through master1."""
+        url = f"{self.masters[0].url}/api/v1/namespaces/{namespace}/secrets"
+        with self.session() as session:
+            for name, value in values.items():
+                body = {"metadata": {"name": name}, "stringData": {"value": value}}
+                session.post(url, json=body, timeout=30).raise_for_status()
 
     def readyz(self, master: Master) -> bool:
         with self.session() as session:

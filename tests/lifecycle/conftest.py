@@ -19,7 +19,7 @@ import pytest
 from tke_kms_plugin.emulator.testing import start_emulator_process
 
 from tests.lab.apiserver import lab_env
-from tests.lab.masters import REPO, MasterLab
+from tests.lab.masters import REPO, MasterLab, rollout_vars
 
 PROVIDER = "tke-kms-plugin"
 RELIABILITY_TABLE: list[Row] = []  # filled by test_reliability.py, printed at the end of the session
@@ -134,24 +134,16 @@ def running_cluster(name: str, masters: int, seeded: int) -> Iterator[Cluster]:
     emulator = start_emulator_process({secret_id: secret_key})
     try:
         lab.write_inventory(
-            {
-                "tke_kms_region": "ap-guangzhou",
-                "tke_kms_secret_id": secret_id,
-                "tke_kms_secret_key": secret_key,
-                "tke_kms_api_endpoint": emulator.url,
-                "tke_kms_plugin_image": "localhost/tke-kms-plugin:0.1.0",
-                "tke_kms_key_alias": "lifecycle-test",
-                "kms_plugin_metrics_address": "",
-                "tke_kms_apiserver_timeout": 90,
-            }
+            rollout_vars(
+                emulator.url,
+                secret_id,
+                secret_key,
+                tke_kms_key_alias="lifecycle-test",
+                tke_kms_apiserver_timeout=90,
+            )
         )
-        values = {}
-        with lab.session() as session:
-            for number in range(seeded):
-                values[f"seeded-{number}"] = value = secrets.token_hex(8)
-                body = {"metadata": {"name": f"seeded-{number}"}, "stringData": {"value": value}}
-                url = f"{lab.masters[0].url}/api/v1/namespaces/default/secrets"
-                session.post(url, json=body, timeout=30).raise_for_status()
+        values = {f"seeded-{number}": secrets.token_hex(8) for number in range(seeded)}
+        lab.create_secrets(values)
         yield Cluster(lab, values, emulator)
     finally:
         emulator.stop()

@@ -19,7 +19,7 @@ import yaml
 from tke_kms_plugin.emulator.testing import start_emulator_process
 
 from tests.lab.apiserver import lab_env
-from tests.lab.masters import REPO, MasterLab
+from tests.lab.masters import REPO, MasterLab, rollout_vars
 
 pytestmark = [pytest.mark.lab_masters, pytest.mark.e2e]
 PROVIDER = "tke-kms-plugin"
@@ -51,24 +51,16 @@ def lab() -> Iterator[tuple[MasterLab, dict[str, str]]]:
     emulator = start_emulator_process({secret_id: secret_key})
     try:
         masters.write_inventory(
-            {
-                "tke_kms_region": "ap-guangzhou",
-                "tke_kms_secret_id": secret_id,
-                "tke_kms_secret_key": secret_key,
-                "tke_kms_api_endpoint": emulator.url,
-                "tke_kms_plugin_image": "localhost/tke-kms-plugin:0.1.0",
-                "tke_kms_key_alias": "rollout-test",
-                "kms_plugin_metrics_address": "",
-                "tke_kms_apiserver_timeout": 60,
-            }
+            rollout_vars(
+                emulator.url,
+                secret_id,
+                secret_key,
+                tke_kms_key_alias="rollout-test",
+                tke_kms_apiserver_timeout=60,
+            )
         )
-        seeded = {}
-        with masters.session() as session:
-            for number in range(SEEDED):
-                seeded[f"seeded-{number}"] = value = secrets.token_hex(8)
-                body = {"metadata": {"name": f"seeded-{number}"}, "stringData": {"value": value}}
-                url = f"{masters.masters[0].url}/api/v1/namespaces/default/secrets"
-                session.post(url, json=body, timeout=30).raise_for_status()
+        seeded = {f"seeded-{number}": secrets.token_hex(8) for number in range(SEEDED)}
+        masters.create_secrets(seeded)
         yield masters, seeded
     finally:
         emulator.stop()
