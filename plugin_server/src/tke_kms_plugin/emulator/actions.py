@@ -378,22 +378,24 @@ def update_key_description(store: KeyStore, region: str, params: dict[str, Any])
     return {}
 
 
+def _switch_key_state(
+    store: KeyStore, region: str, key_id: str, state: str, action_name: str
+) -> dict[str, Any]:
+    with store.transaction():
+        key = existing_key(store, region, key_id)
+        refuse_pending_delete(key, action_name)
+        key.key_state = state
+    return {}
+
+
 @action("EnableKey", KeyId=string(required=True), MemberAccount=MEMBER)
 def enable_key(store: KeyStore, region: str, params: dict[str, Any]) -> dict[str, Any]:
-    with store.transaction():
-        key = existing_key(store, region, params["KeyId"])
-        refuse_pending_delete(key, "EnableKey")
-        key.key_state = "Enabled"
-    return {}
+    return _switch_key_state(store, region, params["KeyId"], "Enabled", "EnableKey")
 
 
 @action("DisableKey", KeyId=string(required=True), MemberAccount=MEMBER)
 def disable_key(store: KeyStore, region: str, params: dict[str, Any]) -> dict[str, Any]:
-    with store.transaction():
-        key = existing_key(store, region, params["KeyId"])
-        refuse_pending_delete(key, "DisableKey")
-        key.key_state = "Disabled"
-    return {}
+    return _switch_key_state(store, region, params["KeyId"], "Disabled", "DisableKey")
 
 
 @action(
