@@ -16,6 +16,13 @@ Phases of a first rollout, for the resource entry that holds the managed resourc
          first stays first (never step back from a finished write phase).
   write  the KMS provider is first (it encrypts every write); the others stay, in their order, as read
          fallbacks, and identity goes last.
+Rotation to another key is the same two phases for a KMS provider with a new name ([old, new, identity] then
+[new, old, identity]), then the old provider is removed once no data is stored under it. Turning encryption
+off uses one more phase:
+  decrypt  identity is first (new writes are stored in the clear); every other provider stays after it, in
+           its order, to read what is still encrypted. The KMS provider is neither added nor changed.
+A KMS provider is removed (state absent) only when it is not first: data it encrypted since would become
+unreadable.
 """
 
 from __future__ import annotations
@@ -181,16 +188,17 @@ def find_kms(config: t.Dict[str, t.Any], name: str) -> t.Optional[t.Dict[str, t.
 def build(
     existing: t.Optional[t.Dict[str, t.Any]],
     version: KubeVersion,
-    kms: KmsProvider,
+    kms: t.Optional[KmsProvider],
     *,
     phase: str,
     resources: t.List[str],
     path: str = "the encryption config",
 ) -> t.Dict[str, t.Any]:
-    """The configuration to write: existing providers kept, the KMS provider placed for the phase."""
+    """The configuration to write: existing providers kept, the KMS provider placed for the phase.
+
+    kms may be None for the decrypt phase, which only moves identity first.
+    """
     api_version, kind = config_format(version)
-    if kms.api_version == "v2" and kms.cachesize is not None:
-        raise ConfigError("cachesize is only valid for KMS v1; KMS v2 providers have no DEK cache size")
     if existing is None:
         config: t.Dict[str, t.Any] = {"apiVersion": api_version, "kind": kind, "resources": []}
     else:
@@ -201,8 +209,18 @@ def build(
         entry = {"resources": list(resources), "providers": [{"identity": {}}]}
         config["resources"].insert(0, entry)
     providers = entry["providers"]
+    if phase == "decrypt":
+        identities = [p for p in providers if provider_type(p) == "identity"]
+        providers[:] = (identities[:1] or [{"identity": {}}]) + [
+            p for p in providers if provider_type(p) != "identity"
+        ]
+        return config
+    if kms is None:
+        raise ConfigError("internal error: the %s phase needs the KMS provider" % phase)
+    if kms.api_version == "v2" and kms.cachesize is not None:
+        raise ConfigError("cachesize is only valid for KMS v1; KMS v2 providers have no DEK cache size")
     wanted = kms.as_provider()
-    index = next((i for i, p in enumerate(providers) if provider_label(p) == "kms:%s" % kms.name), None)
+    index = _kms_index(providers, kms.name)
     if index is not None and kms_api_version_of(providers[index]) != kms.api_version:
         raise ConfigError(
             "%s: KMS provider %s is KMS %s; switching it to %s in place would make the data stored under it "
@@ -232,6 +250,30 @@ def build(
     return config
 
 
+def remove_kms(
+    existing: t.Dict[str, t.Any], name: str, *, resources: t.List[str], path: str = "the encryption config"
+) -> t.Dict[str, t.Any]:
+    """The configuration without the KMS provider `name` in the entry of `resources` (a copy)."""
+    config = copy.deepcopy(existing)
+    entry = _entry_for(config, resources, path)
+    index = _kms_index(entry["providers"], name) if entry else None
+    if entry is None or index is None:
+        return config
+    if index == 0:
+        raise ConfigError(
+            "%s: KMS provider %s is first, so it encrypts every new write; removing it would make the data "
+            "it wrote unreadable. First make another provider encrypt writes (the write phase of the new "
+            "provider when rotating, or the decrypt phase when turning encryption off), restart every "
+            "apiserver and rewrite all Secrets, then remove it" % (path, name)
+        )
+    del entry["providers"][index]
+    return config
+
+
+def _kms_index(providers: t.List[t.Any], name: str) -> t.Optional[int]:
+    return next((i for i, p in enumerate(providers) if provider_label(p) == "kms:%s" % name), None)
+
+
 def render(config: t.Dict[str, t.Any]) -> str:
     ordered = {"apiVersion": config["apiVersion"], "kind": config["kind"]}
     ordered.update((k, v) for k, v in config.items() if k not in ordered)
@@ -253,6 +295,15 @@ def redact(value: t.Any) -> t.Any:
 
 def redacted_text(config: t.Optional[t.Dict[str, t.Any]]) -> str:
     return "" if config is None else render(redact(config))
+
+
+def kms_in_entry(
+    config: t.Optional[t.Dict[str, t.Any]], resources: t.List[str], name: str
+) -> t.Optional[t.Dict[str, t.Any]]:
+    """The KMS provider `name` of the entry that holds the managed resources, if there is one."""
+    entry = _entry_for(config, resources, "") if config else None
+    index = _kms_index(entry["providers"], name) if entry else None
+    return None if entry is None or index is None else entry["providers"][index]
 
 
 def summary(config: t.Dict[str, t.Any], resources: t.List[str]) -> t.List[str]:

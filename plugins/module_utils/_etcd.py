@@ -36,6 +36,18 @@ def is_kms(label: str, provider_name: str) -> bool:
     return label in ("kms:v1:%s" % provider_name, "kms:v2:%s" % provider_name)
 
 
+TARGETS = ("kms", "identity")
+
+
+def stored_as_target(label: str, target: str, provider_name: str) -> bool:
+    """Whether a value stored as `label` is where the rollout wants it: with the KMS provider provider_name
+    (target 'kms'; any other provider, an older KMS one included, still needs a rewrite), or in the clear
+    (target 'identity'; anything with an encryption prefix still needs one)."""
+    if target == "identity":
+        return label == "identity"
+    return is_kms(label, provider_name)
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -106,22 +118,28 @@ class EtcdReader:
 class SecretCensus(t.NamedTuple):
     total: int
     by_storage: t.Dict[str, int]
-    pending: t.List[str]  # namespace/name of Secrets not stored with the KMS provider
+    pending: t.List[str]  # namespace/name of Secrets not yet stored as the target wants
+    encrypted: int  # Secrets stored with the KMS provider, whatever the target
 
 
-def census(reader: EtcdReader, etcd_prefix: str, provider_name: str, page_size: int = 500) -> SecretCensus:
-    """How each Secret is stored, and which are not yet encrypted with the KMS provider."""
+def census(
+    reader: EtcdReader, etcd_prefix: str, provider_name: str, page_size: int = 500, *, target: str = "kms"
+) -> SecretCensus:
+    """How each Secret is stored, and which are not yet stored as the target wants (see stored_as_target)."""
+    if target not in TARGETS:
+        raise ValueError("target must be one of %s, not %r" % (", ".join(TARGETS), target))
     prefix = (etcd_prefix.rstrip("/") + "/secrets/").encode()
     by_storage: t.Dict[str, int] = {}
     pending = []
-    total = 0
+    total = encrypted = 0
     for key, value in reader.scan(prefix, page_size):
         total += 1
         label = storage_label(value)
         by_storage[label] = by_storage.get(label, 0) + 1
-        if not is_kms(label, provider_name):
+        encrypted += is_kms(label, provider_name)
+        if not stored_as_target(label, target, provider_name):
             pending.append(key[len(prefix) :].decode("utf-8", "replace"))
-    return SecretCensus(total, by_storage, pending)
+    return SecretCensus(total, by_storage, pending, encrypted)
 
 
 def etcd_endpoints(

@@ -1,6 +1,7 @@
 # Copyright (c) tke.kms contributors
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
-"""The kube-apiserver static-pod manifest: reading its flags and version, adding what KMS encryption needs.
+"""The kube-apiserver static-pod manifest: reading its flags and version, adding what KMS encryption needs,
+and removing it again.
 
 PRIVATE to the collection. Runs on masters: standard library and PyYAML only (see _yaml_edit).
 """
@@ -20,6 +21,9 @@ from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import Ref, Yam
 CONTAINER_NAME = "kube-apiserver"
 ENCRYPTION_FLAG = "--encryption-provider-config"
 LEGACY_ENCRYPTION_FLAG = "--experimental-encryption-provider-config"
+AUTOMATIC_RELOAD_FLAG = "--encryption-provider-config-automatic-reload"
+# Every flag that turns encryption at rest on or tunes it; removed together when turning it off.
+ENCRYPTION_FLAGS = (ENCRYPTION_FLAG, LEGACY_ENCRYPTION_FLAG, AUTOMATIC_RELOAD_FLAG)
 FEATURE_GATES_FLAG = "--feature-gates"
 CONFIG_CHECKSUM_ANNOTATION = "tke.kms/encryption-config-sha256"
 
@@ -301,6 +305,61 @@ class ApiserverManifest:
             raise ManifestError("%s: metadata.annotations must be a mapping" % self.path)
         if annotations.value.get(key) != value:
             self.editor.set_key(annotations, key, value)
+
+    def remove_flags(self, names: t.Sequence[str]) -> t.List[str]:
+        """Remove each occurrence of the flags (a separate value item too); returns them as '--name=value'."""
+        items = self.flags_ref.value  # the list remove_item deletes from
+        removed: t.List[str] = []
+        index = 0
+        while index < len(items):
+            name, value = split_flag(items[index])
+            if name is None or name not in names:
+                index += 1
+                continue
+            self.editor.remove_item(self.flags_ref, index)
+            if value is None and index < len(items) and not items[index].startswith("-"):
+                value = items[index]
+                self.editor.remove_item(self.flags_ref, index)
+            removed.append(name if value is None else "%s=%s" % (name, value))
+        return removed
+
+    def remove_host_path(self, name: str) -> t.Tuple[bool, bool]:
+        """Remove the hostPath volume `name` and the container's mounts of it: (volume gone, mount gone).
+
+        A volume of that name that is not a hostPath volume is not one this collection adds: it stays, and
+        so do its mounts.
+        """
+        volumes = self.editor.get(self.spec, "volumes")
+        volume_items = volumes.value if volumes is not None and isinstance(volumes.value, list) else []
+        named = [i for i, v in enumerate(volume_items) if isinstance(v, dict) and v.get("name") == name]
+        if any(not isinstance(volume_items[i].get("hostPath"), dict) for i in named):
+            return False, False
+        mounts_removed = self._remove_named(self.container, "volumeMounts", name)
+        volume_removed = self._remove_named(self.spec, "volumes", name)
+        return volume_removed, mounts_removed
+
+    def _remove_named(self, parent: Ref, key: str, name: str) -> bool:
+        """Remove the items called `name` from the list parent[key]; the key goes when the list empties."""
+        sequence = self.editor.get(parent, key)
+        if sequence is None or not isinstance(sequence.value, list):
+            return False
+        found = [i for i, v in enumerate(sequence.value) if isinstance(v, dict) and v.get("name") == name]
+        for index in reversed(found):
+            self.editor.remove_item(sequence, index)
+        if found and not sequence.value:
+            self.editor.remove_key(parent, key)
+        return bool(found)
+
+    def remove_annotation(self, key: str) -> bool:
+        """Remove a pod annotation; the annotations mapping goes when it empties."""
+        metadata = self.editor.get(self.pod, "metadata")
+        annotations = self.editor.get(metadata, "annotations") if metadata is not None else None
+        if annotations is None or not isinstance(annotations.value, dict) or key not in annotations.value:
+            return False
+        self.editor.remove_key(annotations, key)
+        if not annotations.value:
+            self.editor.remove_key(t.cast(Ref, metadata), "annotations")
+        return True
 
     def render(self) -> t.Tuple[str, bool]:
         """The edited text and whether comments and layout were kept (False: re-dumped, comments lost)."""

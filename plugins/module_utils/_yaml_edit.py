@@ -5,9 +5,9 @@
 PRIVATE to the collection. Runs on masters, where only the standard library and PyYAML can be counted on,
 so there is no round-trip YAML library: the document is composed with PyYAML, whose nodes know where they
 start and end in the text, and each edit becomes a text patch at that place (a scalar replaced, sequence
-items or mapping keys inserted with the indentation of their neighbours). Comments, key order, quoting and
-blank lines elsewhere are kept. Flow-style collections ([...], {...}, JSON) are re-rendered as JSON where
-they change.
+items or mapping keys inserted with the indentation of their neighbours, or removed with their lines).
+Comments, key order, quoting and blank lines elsewhere are kept. Flow-style collections ([...], {...}, JSON)
+are re-rendered as JSON where they change.
 
 Every edit is also applied to a plain data copy, and render() re-parses the patched text and refuses it
 unless it loads to exactly that data: the text patches can never produce anything but the intended document.
@@ -49,6 +49,7 @@ class _SequenceState:
         self.node = node
         self.data = data
         self.origin: t.List[t.Any] = list(node.value)
+        self.removed: t.List[t.Any] = []  # original item nodes, whose lines go
 
 
 class _MappingState:
@@ -56,6 +57,7 @@ class _MappingState:
         self.node = node
         self.data = data
         self.new_keys: t.List[t.Any] = []
+        self.removed: t.List[t.Tuple[t.Any, t.Any]] = []  # original (key node, value node) pairs
 
 
 def load_single_document(text: str, what: str) -> t.Tuple[t.Any, t.Any]:
@@ -147,12 +149,15 @@ class YamlEditor:
         return [t.cast(Ref, self.get(sequence, index)) for index in range(len(sequence.value))]
 
     def _mapping_value_node(self, mapping: Ref, key: t.Any) -> t.Any:
+        return self._mapping_pair(mapping, key)[1]
+
+    def _mapping_pair(self, mapping: Ref, key: t.Any) -> t.Tuple[t.Any, t.Any]:
         if mapping.node is None or not isinstance(mapping.node, yaml.MappingNode):
-            return None
-        found = None
+            return None, None
+        found = (None, None)
         for key_node, value_node in mapping.node.value:
             if isinstance(key_node, yaml.ScalarNode) and key_node.tag == _STR_TAG and key_node.value == key:
-                found = value_node  # the last one wins, as when loading
+                found = (key_node, value_node)  # the last one wins, as when loading
         return found
 
     def _sequence_item_node(self, sequence: Ref, index: int) -> t.Any:
@@ -208,6 +213,48 @@ class YamlEditor:
             state.new_keys.append(key)
         return Ref(None, value, mapping.flow_root)
 
+    def remove_item(self, sequence: Ref, index: int) -> None:
+        """Remove the item at index from a sequence, with the lines it takes."""
+        if not isinstance(sequence.value, list) or not 0 <= index < len(sequence.value):
+            raise YamlEditError("internal error: no item %r to remove in %s" % (index, self.what))
+        del sequence.value[index]
+        if self._mark_flow_change(sequence) or sequence.node is None:
+            return
+        state = self._sequences.setdefault(id(sequence.node), _SequenceState(sequence.node, sequence.value))
+        origin = state.origin.pop(index)
+        if origin is not None:
+            self._forget(origin)
+            state.removed.append(origin)
+
+    def remove_key(self, mapping: Ref, key: t.Any) -> None:
+        """Remove a key (and its value) from a mapping, with the lines they take; a missing key is fine."""
+        if not isinstance(mapping.value, dict) or key not in mapping.value:
+            return
+        del mapping.value[key]
+        if self._mark_flow_change(mapping) or mapping.node is None:
+            return
+        state = self._mappings.setdefault(id(mapping.node), _MappingState(mapping.node, mapping.value))
+        if key in state.new_keys:
+            state.new_keys.remove(key)
+            return
+        key_node, value_node = self._mapping_pair(mapping, key)
+        self._forget(value_node)
+        state.removed.append((key_node, value_node))
+
+    def _forget(self, node: t.Any) -> None:
+        """Drop the pending edits inside a node whose text goes away."""
+        self._scalar_patches.pop(id(node), None)
+        self._sequences.pop(id(node), None)
+        self._mappings.pop(id(node), None)
+        self._flow_roots.pop(id(node), None)
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                self._forget(key_node)
+                self._forget(value_node)
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                self._forget(item)
+
     def _mark_flow_change(self, ref: Ref) -> bool:
         if ref.flow_root is None:
             return False
@@ -234,8 +281,8 @@ class YamlEditor:
             depth = -self._depth[id(state.node)]
             patches.extend((start, end, depth, text) for start, end, text in self._sequence_patches(state))
         for mstate in self._mappings.values():
-            start, end, text = self._mapping_patch(mstate)
-            patches.append((start, end, -self._depth[id(mstate.node)], text))
+            depth = -self._depth[id(mstate.node)]
+            patches.extend((start, end, depth, text) for start, end, text in self._mapping_patches(mstate))
         for ref in self._flow_roots.values():
             text = json.dumps(
                 ref.value, ensure_ascii=False, indent=2 if ref.node is self._root_node else None
@@ -277,9 +324,22 @@ class YamlEditor:
             )
         return dash, item_node.start_mark.column
 
+    def _removal(self, first: t.Any, last: t.Any, lead: str) -> t.Tuple[int, int, str]:
+        """A patch deleting the whole lines from node first to node last; only `lead` ('-' or '') and
+        spaces may stand before first on its line."""
+        at = self._line_start(first.start_mark.index)
+        if self.original[at : first.start_mark.index].strip() != lead:
+            raise YamlEditError(
+                "%s: cannot remove the lines at line %d" % (self.what, first.start_mark.line + 1)
+            )
+        return at, self._after_line(last)[0], ""
+
     def _sequence_patches(self, state: _SequenceState) -> t.List[t.Tuple[int, int, str]]:
+        patches = [self._removal(node, node, "-") for node in state.removed]
         originals = [node for node in state.origin if node is not None]
-        dash_col, item_col = self._dash_columns(originals[0])
+        if all(node is not None for node in state.origin):
+            return patches
+        dash_col, item_col = self._dash_columns((originals or state.removed)[0])
         pending: t.List[str] = []
         by_anchor: t.List[t.Tuple[t.Any, t.List[str]]] = []
         for index, origin in enumerate(state.origin):
@@ -291,10 +351,11 @@ class YamlEditor:
                 pending = []
         if pending:
             by_anchor.append((_END, pending))
-        patches = []
         for anchor, lines in by_anchor:
             text = "".join(line + self.newline for line in lines)
             if anchor is _END:
+                if not originals:
+                    raise YamlEditError("%s: cannot replace every item of a sequence in place" % self.what)
                 at, prefix = self._after_line(originals[-1])
                 patches.append((at, at, prefix + text))
                 continue
@@ -312,11 +373,15 @@ class YamlEditor:
         first = " " * dash_col + "-" + " " * (item_col - dash_col - 1) + lines[0]
         return [first] + [" " * item_col + line for line in lines[1:]]
 
-    def _mapping_patch(self, state: _MappingState) -> t.Tuple[int, int, str]:
+    def _mapping_patches(self, state: _MappingState) -> t.List[t.Tuple[int, int, str]]:
         node = state.node
+        patches = [self._removal(key_node, value_node, "") for key_node, value_node in state.removed]
+        if not state.new_keys:
+            return patches
         key_col = node.value[0][0].start_mark.column if node.value else 0
         lines: t.List[str] = []
         for key in state.new_keys:
             lines.extend(" " * key_col + line for line in block_lines({key: state.data[key]}))
         at, prefix = self._after_line(node)
-        return at, at, prefix + "".join(line + self.newline for line in lines)
+        patches.append((at, at, prefix + "".join(line + self.newline for line in lines)))
+        return patches

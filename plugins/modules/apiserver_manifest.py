@@ -27,11 +27,34 @@ description:
     kubelet runs every file in that directory, a backup there included.
   - The new manifest is written to a dotfile in the same directory (ignored by kubelet) and renamed into
     place.
+  - With O(state=absent) it takes all of that out again, as the last step of turning encryption off - the
+    flag (both spellings, and C(--encryption-provider-config-automatic-reload)), the C(hostPath) volumes and
+    volume mounts named O(config_volume_name) and O(socket_volume_name), and the annotation. The same
+    structural edit, backup, check and diff apply; a manifest that has none of them is no change.
 options:
   path:
     description: The kube-apiserver static-pod manifest.
     type: path
     default: /etc/kubernetes/manifests/kube-apiserver.yaml
+  state:
+    description:
+      - V(present) points the apiserver at the configuration and the socket.
+      - V(absent) removes the flags C(--encryption-provider-config),
+        C(--experimental-encryption-provider-config) and C(--encryption-provider-config-automatic-reload),
+        the C(hostPath) volumes named O(config_volume_name) and O(socket_volume_name) with their volume mounts
+        (only those, by name; a volume of that name that is not a C(hostPath) volume is left with its
+        mounts), and the annotation C(tke.kms/encryption-config-sha256). A C(volumes), C(volumeMounts) or
+        C(annotations) left empty goes too. Feature gates stay as they are. O(encryption_config_path),
+        O(encryption_config_checksum), O(restart_on_config_change), O(socket_dir) and O(feature_gates) are
+        ignored.
+      - Only run O(state=absent) once the configuration has identity first on every master and every
+        Secret is stored in the clear (M(tke.kms.encryption_config)
+        O(tke.kms.encryption_config#module:phase=decrypt), M(tke.kms.secret_storage_info)
+        O(tke.kms.secret_storage_info#module:target=identity)); without the flag the apiserver cannot read
+        anything still encrypted.
+    type: str
+    choices: [present, absent]
+    default: present
   kubernetes_version:
     description:
       - Version of the apiserver, for example V(1.20.2). If not set, it is read from the container image tag.
@@ -95,6 +118,11 @@ EXAMPLES = r"""
     encryption_config_checksum: "{{ encryption_config_result.checksum }}"
   register: manifest
 
+- name: Turn encryption at rest off on this master (after the decrypt phase and the rewrite)
+  tke.kms.apiserver_manifest:
+    state: absent
+  register: manifest
+
 - name: Roll back to the previous manifest
   ansible.builtin.copy:
     src: "{{ manifest.backup_file }}"
@@ -121,9 +149,34 @@ kubernetes_version:
   sample: 1.30.2
 encryption_flag:
   description: The flag that names the configuration file.
-  returned: always
+  returned: when O(state=present)
   type: str
   sample: --encryption-provider-config
+removed:
+  description: What O(state=absent) removed (or would remove, in check mode); empty lists when nothing.
+  returned: when O(state=absent)
+  type: dict
+  contains:
+    flags:
+      description: The removed flags, as C(--name=value).
+      type: list
+      elements: str
+      sample: [--encryption-provider-config=/etc/kubernetes/encryption-provider-config.yaml]
+    volumes:
+      description: Names of the removed volumes.
+      type: list
+      elements: str
+      sample: [encryption-provider-config, tke-kms-plugin-socket]
+    volume_mounts:
+      description: Names of the volumes whose mounts were removed from the kube-apiserver container.
+      type: list
+      elements: str
+      sample: [encryption-provider-config, tke-kms-plugin-socket]
+    annotations:
+      description: The removed annotation keys.
+      type: list
+      elements: str
+      sample: [tke.kms/encryption-config-sha256]
 layout_preserved:
   description: False when the manifest had to be written out in full (comments lost).
   returned: always
@@ -156,6 +209,7 @@ from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import yaml
 def argument_spec() -> t.Dict[str, t.Any]:
     return dict(
         path=dict(type="path", default="/etc/kubernetes/manifests/kube-apiserver.yaml"),
+        state=dict(type="str", choices=["present", "absent"], default="present"),
         kubernetes_version=dict(type="str"),
         encryption_config_path=dict(type="path", default="/etc/kubernetes/encryption-provider-config.yaml"),
         encryption_config_checksum=dict(type="str"),
@@ -206,6 +260,24 @@ def edit(module: AnsibleModule, manifest: mf.ApiserverManifest) -> t.Tuple[str, 
     return str(version), flag
 
 
+def edit_absent(module: AnsibleModule, manifest: mf.ApiserverManifest) -> t.Tuple[str, t.Dict[str, t.Any]]:
+    """Take out everything edit() puts in; returns (version, what was removed)."""
+    params = module.params
+    version = manifest.version(params["kubernetes_version"])
+    removed: t.Dict[str, t.List[str]] = dict(
+        flags=manifest.remove_flags(mf.ENCRYPTION_FLAGS), volumes=[], volume_mounts=[], annotations=[]
+    )
+    for name in (params["config_volume_name"], params["socket_volume_name"]):
+        volume_removed, mount_removed = manifest.remove_host_path(name)
+        if volume_removed:
+            removed["volumes"].append(name)
+        if mount_removed:
+            removed["volume_mounts"].append(name)
+    if manifest.remove_annotation(mf.CONFIG_CHECKSUM_ANNOTATION):
+        removed["annotations"].append(mf.CONFIG_CHECKSUM_ANNOTATION)
+    return str(version), removed
+
+
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     if yaml is None:
@@ -214,9 +286,13 @@ def main() -> None:
     text = read_text(path)
     if text is None:
         module.fail_json(msg="%s does not exist; is this a master with a kube-apiserver static pod?" % path)
+    details: t.Dict[str, t.Any] = {}
     try:
         manifest = mf.ApiserverManifest(t.cast(str, text), path)
-        version, flag = edit(module, manifest)
+        if module.params["state"] == "absent":
+            version, details["removed"] = edit_absent(module, manifest)
+        else:
+            version, details["encryption_flag"] = edit(module, manifest)
     except mf.ManifestError as exc:
         module.fail_json(msg=str(exc))
     new_text, preserved = manifest.render()
@@ -224,8 +300,8 @@ def main() -> None:
         changed=new_text != text,
         path=path,
         kubernetes_version=version,
-        encryption_flag=flag,
         layout_preserved=preserved,
+        **details,
     )
     if not preserved:
         module.warn(

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: encryption_config
-short_description: Place the Tencent KMS provider in a kube-apiserver encryption provider configuration
+short_description: Place the Tencent KMS provider in a kube-apiserver encryption provider configuration, or
+                   remove it
 version_added: 0.1.0
 description:
   - Reads the encryption provider configuration of a master (if there is one), keeps every provider it has
     (for example C(aescbc) keys, which remain needed to read data written with them), places the KMS provider
     for the requested O(phase), and writes the file atomically with mode C(0600), owned by root.
+  - With O(state=absent) it removes the KMS provider instead (the last step of a key rotation, or of turning
+    encryption off), once another provider encrypts new writes.
   - The file format follows O(kubernetes_version) - C(v1)/C(EncryptionConfig) for 1.10 to 1.12,
     C(apiserver.config.k8s.io/v1)/C(EncryptionConfiguration) for 1.13 and newer (an old-format file is
     converted).
@@ -20,6 +23,11 @@ description:
   - Key material of C(aescbc), C(aesgcm) and C(secretbox) providers is redacted in the diff and in messages.
   - Writing the file does not make a running kube-apiserver read it; M(tke.kms.apiserver_manifest) records the
     file's checksum in the static-pod manifest so that kubelet restarts the apiserver.
+  - "Rotation to a new key is a KMS provider with a new O(provider_name) (and socket): O(phase=read) for
+    it gives C([old, new, identity]), O(phase=write) then C([new, old, identity]); after every Secret is
+    rewritten, O(state=absent) for the old name gives C([new, identity])."
+  - "Turning encryption off: O(phase=decrypt) gives C([identity, kms]); after every Secret is rewritten in
+    the clear, O(state=absent) gives C([identity])."
 options:
   path:
     description: Path of the configuration file on the master.
@@ -29,6 +37,7 @@ options:
     description:
       - Version of the cluster's kube-apiserver, for example V(1.29.3); it selects the file format and the
         default KMS API version. M(tke.kms.apiserver_manifest_info) reads it from the manifest.
+      - With O(state=absent) the file keeps its format.
     type: str
     required: true
   phase:
@@ -38,11 +47,29 @@ options:
         already first stays first.
       - V(write) puts the KMS provider first, so it encrypts all new writes; the other providers stay as read
         fallbacks in their order, and C(identity) goes last.
+      - V(decrypt) puts C(identity) first, so new writes are stored in the clear; every other provider, the
+        KMS provider included, stays after it in its order to read what is still encrypted. C(identity) is
+        added if the entry has none. The KMS provider is not added when missing and an existing one is kept
+        exactly as it is (O(endpoint), O(kms_api_version), O(cachesize), O(min_cachesize) and O(timeout) are
+        ignored).
       - Roll O(phase=read) out to every master (and restart every apiserver) before O(phase=write) on any of
         them.
+      - Ignored with O(state=absent).
     type: str
-    choices: [read, write]
+    choices: [read, write, decrypt]
     default: write
+  state:
+    description:
+      - V(present) places the KMS provider as O(phase) says.
+      - V(absent) removes the KMS provider named O(provider_name) from the entry of O(resources), and
+        changes nothing else (the other options but O(path), O(resources) and O(backup_dir) are ignored). It
+        is refused while that provider is first - it encrypts new writes, and the data it wrote would become
+        unreadable; run O(phase=write) for another provider or O(phase=decrypt) first, restart every
+        apiserver and rewrite every Secret. A provider that is already gone, or a missing file, is no change.
+        An entry left with only C(identity) is kept (a valid configuration that stores in the clear).
+    type: str
+    choices: [present, absent]
+    default: present
   provider_name:
     description:
       - Name of the KMS provider. It is stored in every encrypted value's prefix (C(k8s:enc:kms:v1:<name>:)),
@@ -126,6 +153,40 @@ EXAMPLES = r"""
     phase: write
     kms_api_version: v1
     cachesize: 6000
+
+# Rotation to a new key: a second provider with a new name and socket. Each step on every master, and every
+# apiserver restarted, before the next step; the Secrets are rewritten before the old provider goes.
+- name: Let every apiserver read with the new key ([old, new, identity])
+  tke.kms.encryption_config:
+    kubernetes_version: 1.30.2
+    provider_name: tke-kms-plugin-2
+    endpoint: unix:///var/run/tke-kms-plugin-2/server.sock
+    phase: read
+
+- name: Encrypt new writes with the new key ([new, old, identity])
+  tke.kms.encryption_config:
+    kubernetes_version: 1.30.2
+    provider_name: tke-kms-plugin-2
+    endpoint: unix:///var/run/tke-kms-plugin-2/server.sock
+    phase: write
+
+- name: Remove the old provider once no Secret is stored under it ([new, identity])
+  tke.kms.encryption_config:
+    kubernetes_version: 1.30.2
+    provider_name: tke-kms-plugin
+    state: absent
+    backup_dir: /var/backups/tke-kms
+
+# Turning encryption off.
+- name: Store new writes in the clear, keep reading KMS data ([identity, kms])
+  tke.kms.encryption_config:
+    kubernetes_version: 1.30.2
+    phase: decrypt
+
+- name: Remove the KMS provider once every Secret is stored in the clear ([identity])
+  tke.kms.encryption_config:
+    kubernetes_version: 1.30.2
+    state: absent
 """
 
 RETURN = r"""
@@ -147,21 +208,30 @@ checksum:
   description:
     - SHA-256 of the file content as written (in check mode, as it would be written). Give it to
       M(tke.kms.apiserver_manifest) as O(tke.kms.apiserver_manifest#module:encryption_config_checksum).
+    - V(null) when O(state=absent) and there is no file.
   returned: always
   type: str
 providers:
-  description: Provider labels, in order, of the entry that holds O(resources).
+  description:
+    - Provider labels, in order, of the entry that holds O(resources) (empty when there is none).
   returned: always
   type: list
   elements: str
   sample: [kms:tke-kms-plugin, aescbc, identity]
+removed:
+  description: Whether the KMS provider was removed (or would be, in check mode).
+  returned: when O(state=absent)
+  type: bool
 kms_api_version:
-  description: The KMS provider API that was used (O(kms_api_version=auto) resolved).
+  description:
+    - The KMS provider API that was used (O(kms_api_version=auto) resolved).
+    - With O(phase=decrypt) or O(state=absent), the API of the existing provider named O(provider_name)
+      (V(null) when there is none).
   returned: always
   type: str
   sample: v2
 format:
-  description: apiVersion and kind of the file.
+  description: apiVersion and kind of the file (V(null) when O(state=absent) and there is no file).
   returned: always
   type: dict
   sample: {apiVersion: apiserver.config.k8s.io/v1, kind: EncryptionConfiguration}
@@ -188,7 +258,8 @@ def argument_spec() -> t.Dict[str, t.Any]:
     return dict(
         path=dict(type="path", default="/etc/kubernetes/encryption-provider-config.yaml"),
         kubernetes_version=dict(type="str", required=True),
-        phase=dict(type="str", choices=["read", "write"], default="write"),
+        phase=dict(type="str", choices=["read", "write", "decrypt"], default="write"),
+        state=dict(type="str", choices=["present", "absent"], default="present"),
         provider_name=dict(type="str", default="tke-kms-plugin"),
         endpoint=dict(type="str", default="unix:///var/run/tke-kms-plugin/server.sock"),
         kms_api_version=dict(type="str", choices=["auto", "v1", "v2"], default="auto"),
@@ -200,12 +271,19 @@ def argument_spec() -> t.Dict[str, t.Any]:
     )
 
 
+def places_kms(params: t.Dict[str, t.Any]) -> bool:
+    """Whether this run adds or updates the KMS provider (the options that describe it matter)."""
+    return params["state"] == "present" and params["phase"] != "decrypt"
+
+
 def validate(module: AnsibleModule) -> None:
     params = module.params
     if ":" in params["provider_name"] or not params["provider_name"]:
         module.fail_json(
             msg="provider_name must be non-empty and must not contain ':' (got %r)" % params["provider_name"]
         )
+    if not places_kms(params):
+        return
     if not params["endpoint"].startswith("unix://"):
         module.fail_json(
             msg="endpoint must be a unix socket URL such as unix:///var/run/tke-kms-plugin/server.sock"
@@ -242,6 +320,44 @@ def file_state_differs(path: str) -> bool:
     return (stat.st_mode & 0o7777) != MODE or wrong_owner
 
 
+def desired_config(
+    module: AnsibleModule, existing: t.Optional[t.Dict[str, t.Any]]
+) -> t.Tuple[t.Optional[t.Dict[str, t.Any]], t.Optional[str]]:
+    """The configuration to have (None: state absent and no file) and the KMS provider's API version."""
+    params = module.params
+    name, resources, path = params["provider_name"], params["resources"], params["path"]
+    if params["state"] == "absent":
+        if existing is None:
+            return None, None
+        desired = ec.remove_kms(existing, name, resources=resources, path=path)
+        return desired, _api_version_of(ec.kms_in_entry(existing, resources, name))
+    if params["phase"] == "decrypt":
+        version = parse_version(params["kubernetes_version"])
+        desired = ec.build(existing, version, None, phase="decrypt", resources=resources, path=path)
+        return desired, _api_version_of(ec.kms_in_entry(desired, resources, name))
+    version = parse_version(params["kubernetes_version"])
+    api_version = ec.resolve_kms_api_version(params["kms_api_version"], version, existing, name)
+    kms = ec.KmsProvider(
+        name=name,
+        endpoint=params["endpoint"],
+        api_version=api_version,
+        timeout=params["timeout"],
+        cachesize=desired_cachesize(module, existing, api_version),
+    )
+    if api_version == "v1" and version >= (1, 29):
+        module.warn(
+            "KMS v1 is disabled by default since Kubernetes 1.29: kube-apiserver needs "
+            "--feature-gates=KMSv1=true for this configuration (the tke.kms.apiserver role adds it). "
+            "Prefer kms_api_version v2."
+        )
+    desired = ec.build(existing, version, kms, phase=params["phase"], resources=resources, path=path)
+    return desired, api_version
+
+
+def _api_version_of(provider: t.Optional[t.Dict[str, t.Any]]) -> t.Optional[str]:
+    return ec.kms_api_version_of(provider) if provider else None
+
+
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     if ec.yaml is None:
@@ -250,43 +366,29 @@ def main() -> None:
     params = module.params
     path = params["path"]
     try:
-        version = parse_version(params["kubernetes_version"])
+        parse_version(params["kubernetes_version"])  # a bad version fails in every state
         current_text = read_text(path)
         existing = ec.parse(current_text, path) if current_text is not None else None
-        api_version = ec.resolve_kms_api_version(
-            params["kms_api_version"], version, existing, params["provider_name"]
-        )
-        kms = ec.KmsProvider(
-            name=params["provider_name"],
-            endpoint=params["endpoint"],
-            api_version=api_version,
-            timeout=params["timeout"],
-            cachesize=desired_cachesize(module, existing, api_version),
-        )
-        desired = ec.build(
-            existing, version, kms, phase=params["phase"], resources=params["resources"], path=path
-        )
+        desired, api_version = desired_config(module, existing)
     except (ValueError, ec.ConfigError, OSError) as exc:
         module.fail_json(msg=str(exc))
 
+    result: t.Dict[str, t.Any] = dict(changed=False, path=path, kms_api_version=api_version)
+    if params["state"] == "absent":
+        result["removed"] = existing != desired
+    if desired is None:  # state=absent and no file: nothing to remove
+        module.exit_json(checksum=None, providers=[], created=False, format=None, **result)
+    desired = t.cast(t.Dict[str, t.Any], desired)
     content_changed = existing != desired
     new_text = ec.render(desired) if content_changed else t.cast(str, current_text)
     attributes_changed = current_text is not None and not content_changed and file_state_differs(path)
-    result: t.Dict[str, t.Any] = dict(
+    result.update(
         changed=content_changed or attributes_changed,
-        path=path,
         created=current_text is None,
         checksum=ec.checksum(new_text),
         providers=ec.summary(desired, params["resources"]),
-        kms_api_version=api_version,
         format=dict(apiVersion=desired["apiVersion"], kind=desired["kind"]),
     )
-    if api_version == "v1" and version >= (1, 29):
-        module.warn(
-            "KMS v1 is disabled by default since Kubernetes 1.29: kube-apiserver needs "
-            "--feature-gates=KMSv1=true for this configuration (the tke.kms.apiserver role adds it). "
-            "Prefer kms_api_version v2."
-        )
     if module._diff and content_changed:
         result["diff"] = dict(
             before=ec.redacted_text(existing),

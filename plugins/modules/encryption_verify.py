@@ -6,26 +6,41 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: encryption_verify
-short_description: Prove that Secrets written through this master are stored encrypted with the KMS provider
+short_description: Prove that Secrets written through this master are stored encrypted with the KMS provider,
+                   or in the clear
 version_added: 0.1.0
 description:
   - Creates a Secret with a random value through this master's kube-apiserver, reads it back, reads its raw
     value from etcd with the apiserver's own etcd client certificate, checks that it starts with the KMS
     provider's prefix (C(k8s:enc:kms:v1:<name>:) or C(k8s:enc:kms:v2:<name>:)) and that the random value does
     not appear in it, and deletes the Secret again.
-  - Then counts the Secrets of the cluster that are not yet stored with the KMS provider.
+  - With O(target=identity) (turning encryption off) it checks the opposite - the raw value has no encryption
+    prefix (C(k8s:enc:)) and the random value appears in it.
+  - Then counts the Secrets of the cluster that are not yet stored as O(target) wants.
   - Fails with what it found when a check does not pass. Leaves nothing behind, so it never reports a change.
 options:
   provider_name:
-    description: Name of the KMS provider in the encryption configuration.
+    description:
+      - Name of the KMS provider in the encryption configuration. During a key rotation, the NEW provider's
+        name; Secrets still stored under the old provider are then pending.
+      - With O(target=identity) it only selects what RV(encrypted_count) counts.
     type: str
     default: tke-kms-plugin
+  target:
+    description:
+      - V(kms) - new Secrets must be stored with the KMS provider O(provider_name), and every Secret stored
+        otherwise is pending.
+      - V(identity) - new Secrets must be stored in the clear, and every Secret with an encryption prefix
+        (whatever the provider) is pending.
+    type: str
+    choices: [kms, identity]
+    default: kms
   namespace:
     description: Namespace of the temporary Secret.
     type: str
     default: default
   fail_on_pending:
-    description: Fail when some Secrets are not yet stored with the KMS provider.
+    description: Fail when some Secrets are not yet stored as O(target) wants.
     type: bool
     default: true
 extends_documentation_fragment:
@@ -47,6 +62,11 @@ author:
 EXAMPLES = r"""
 - name: Verify encryption at rest on the first master
   tke.kms.encryption_verify:
+  run_once: true
+
+- name: Verify that encryption at rest is off (new and existing Secrets in the clear)
+  tke.kms.encryption_verify:
+    target: identity
   run_once: true
 """
 
@@ -77,9 +97,18 @@ by_storage:
   returned: always
   type: dict
 pending_count:
-  description: Secrets not yet stored with the KMS provider.
+  description: Secrets not yet stored as O(target) wants.
   returned: always
   type: int
+encrypted_count:
+  description: Secrets stored with the KMS provider O(provider_name) (whatever O(target) is).
+  returned: always
+  type: int
+target:
+  description: The O(target) that was checked.
+  returned: always
+  type: str
+  sample: kms
 pending_sample:
   description: Up to 20 of them, as C(namespace/name).
   returned: always
@@ -93,12 +122,14 @@ import typing as t
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.tke.kms.plugins.module_utils._etcd import (
+    TARGETS,
     EtcdReader,
     census,
     etcd_argument_spec,
     etcd_reader,
     is_kms,
     storage_label,
+    stored_as_target,
 )
 from ansible_collections.tke.kms.plugins.module_utils._https import Endpoint, HttpsError, StatusError
 from ansible_collections.tke.kms.plugins.module_utils._manifest import ManifestError
@@ -141,11 +172,45 @@ def round_trip(
     )
 
 
+def probe_problems(probe: t.Dict[str, t.Any], target: str, provider: str) -> t.List[str]:
+    """What is wrong with how the temporary Secret came back and was stored."""
+    problems = []
+    if not probe["read_back"]:
+        problems.append("the Secret read back differs from the one written")
+    if target == "identity":
+        if not stored_as_target(probe["storage"], target, provider):
+            problems.append(
+                "a new Secret is stored as %s, not in the clear (identity must be the first provider on "
+                "every master: the decrypt phase)" % probe["storage"]
+            )
+        elif not probe["plaintext_in_etcd"]:
+            problems.append(
+                "the new Secret's value is not in its raw etcd value, so it is not stored in the clear"
+            )
+        return problems
+    if not is_kms(probe["storage"], provider):
+        problems.append(
+            "a new Secret is stored as %s, not with the KMS provider %s" % (probe["storage"], provider)
+        )
+    if probe["plaintext_in_etcd"]:
+        problems.append("the new Secret's value is readable in etcd")
+    return problems
+
+
+def pending_note(pending: int, total: int, target: str, provider: str) -> str:
+    if target == "identity":
+        where, fix = "are still stored encrypted", "rewrite them in the clear"
+    else:
+        where, fix = "are not yet stored with %s" % provider, "re-encrypt them"
+    return "%d of %d Secrets %s (%s: tke.kms.reencrypt)" % (pending, total, where, fix)
+
+
 def main() -> None:
     spec = master_api_argument_spec()
     spec.update(etcd_argument_spec())
     spec.update(
         provider_name=dict(type="str", default="tke-kms-plugin"),
+        target=dict(type="str", choices=list(TARGETS), default="kms"),
         namespace=dict(type="str", default="default"),
         fail_on_pending=dict(type="bool", default=True),
     )
@@ -153,7 +218,7 @@ def main() -> None:
     if yaml is None:
         module.fail_json(msg=missing_required_lib("PyYAML"))
     params = module.params
-    provider = params["provider_name"]
+    provider, target = params["provider_name"], params["target"]
     result: t.Dict[str, t.Any] = dict(changed=False)
     problems = []
     try:
@@ -162,16 +227,8 @@ def main() -> None:
         with endpoint:
             if not module.check_mode:
                 probe = result["probe"] = round_trip(endpoint, reader, etcd_prefix, params["namespace"])
-                if not probe["read_back"]:
-                    problems.append("the Secret read back differs from the one written")
-                if not is_kms(probe["storage"], provider):
-                    problems.append(
-                        "a new Secret is stored as %s, not with the KMS provider %s"
-                        % (probe["storage"], provider)
-                    )
-                if probe["plaintext_in_etcd"]:
-                    problems.append("the new Secret's value is readable in etcd")
-        found = census(reader, etcd_prefix, provider)
+                problems.extend(probe_problems(probe, target, provider))
+        found = census(reader, etcd_prefix, provider, target=target)
     except (ManifestError, HttpsError) as exc:
         module.fail_json(msg=str(exc), **result)
     pending = len(found.pending)
@@ -180,13 +237,11 @@ def main() -> None:
         by_storage=found.by_storage,
         pending_count=pending,
         pending_sample=found.pending[:20],
+        encrypted_count=found.encrypted,
+        target=target,
     )
     if pending and params["fail_on_pending"]:
-        note = "%d of %d Secrets are not yet stored with %s (re-encrypt them: tke.kms.reencrypt)" % (
-            pending,
-            found.total,
-            provider,
-        )
+        note = pending_note(pending, found.total, target, provider)
         if module.check_mode:
             module.warn(note)  # in a check run the rollout before this step did not really happen
         else:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: secret_storage_info
-short_description: Count how the cluster's Secrets are stored in etcd, and which are not yet encrypted with
-                   KMS
+short_description: Count how the cluster's Secrets are stored in etcd, and which are not yet stored as the
+                   rollout wants (with KMS, or in the clear)
 version_added: 0.1.0
 description:
   - Reads the Secrets' raw values from etcd, as the kube-apiserver of this master stored them, and classifies
@@ -22,11 +22,24 @@ options:
     type: path
     default: /etc/kubernetes/manifests/kube-apiserver.yaml
   provider_name:
-    description: Name of the KMS provider whose prefix counts as encrypted.
+    description:
+      - Name of the KMS provider whose prefix counts as encrypted (RV(encrypted_count)).
+      - With O(target=kms), every Secret stored otherwise is pending - during a key rotation, give the NEW
+        provider's name, and the Secrets still under the old provider are pending.
     type: str
     default: tke-kms-plugin
+  target:
+    description:
+      - How the Secrets should be stored, which decides what is pending.
+      - V(kms) - with the KMS provider O(provider_name); anything else (the clear, another key, another KMS
+        provider) is pending.
+      - V(identity) - in the clear, when turning encryption off; every Secret stored with an encryption
+        prefix (C(k8s:enc:)), whatever the provider, is pending.
+    type: str
+    choices: [kms, identity]
+    default: kms
   list_pending:
-    description: Return the names of the Secrets not yet encrypted with the provider (RV(pending)).
+    description: Return the names of the pending Secrets (RV(pending)).
     type: bool
     default: true
   page_size:
@@ -53,6 +66,16 @@ EXAMPLES = r"""
   tke.kms.reencrypt:
     secrets: "{{ storage.pending }}"
   when: storage.pending_count > 0
+
+- name: During a key rotation - which Secrets are not yet under the new provider?
+  tke.kms.secret_storage_info:
+    provider_name: tke-kms-plugin-2
+  register: storage
+
+- name: When turning encryption off - which Secrets are still encrypted?
+  tke.kms.secret_storage_info:
+    target: identity
+  register: storage
 """
 
 RETURN = r"""
@@ -66,13 +89,18 @@ by_storage:
   type: dict
   sample: {identity: 12, "kms:v1:tke-kms-plugin": 3040}
 encrypted_count:
-  description: Secrets stored with the KMS provider O(provider_name).
+  description: Secrets stored with the KMS provider O(provider_name) (whatever O(target) is).
   returned: always
   type: int
 pending_count:
-  description: Secrets not stored with it.
+  description: Secrets not stored as O(target) wants.
   returned: always
   type: int
+target:
+  description: The O(target) the Secrets were counted against.
+  returned: always
+  type: str
+  sample: kms
 pending:
   description: C(namespace/name) of those Secrets.
   returned: when O(list_pending=true)
@@ -81,7 +109,12 @@ pending:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.tke.kms.plugins.module_utils._etcd import census, etcd_argument_spec, etcd_reader
+from ansible_collections.tke.kms.plugins.module_utils._etcd import (
+    TARGETS,
+    census,
+    etcd_argument_spec,
+    etcd_reader,
+)
 from ansible_collections.tke.kms.plugins.module_utils._https import HttpsError
 from ansible_collections.tke.kms.plugins.module_utils._manifest import ManifestError
 from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import yaml
@@ -91,6 +124,7 @@ def main() -> None:
     spec = etcd_argument_spec()
     spec.update(
         provider_name=dict(type="str", default="tke-kms-plugin"),
+        target=dict(type="str", choices=list(TARGETS), default="kms"),
         list_pending=dict(type="bool", default=True),
         page_size=dict(type="int", default=500),
     )
@@ -100,15 +134,16 @@ def main() -> None:
     params = module.params
     try:
         reader, prefix = etcd_reader(params)
-        found = census(reader, prefix, params["provider_name"], params["page_size"])
+        found = census(reader, prefix, params["provider_name"], params["page_size"], target=params["target"])
     except (ManifestError, HttpsError) as exc:
         module.fail_json(msg=str(exc))
     result = dict(
         changed=False,
         total=found.total,
         by_storage=found.by_storage,
-        encrypted_count=found.total - len(found.pending),
+        encrypted_count=found.encrypted,
         pending_count=len(found.pending),
+        target=params["target"],
     )
     if params["list_pending"]:
         result["pending"] = found.pending

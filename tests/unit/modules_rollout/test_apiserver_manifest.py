@@ -6,10 +6,12 @@ import hashlib
 import json
 import os
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 import yaml
+from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import YamlEditError, YamlEditor
 from ansible_collections.tke.kms.plugins.modules import apiserver_manifest, apiserver_manifest_info
 
 from .conftest import MANIFESTS, run_module
@@ -391,3 +393,233 @@ def test_manifest_mode_and_owner_are_kept(master, manifest_text) -> None:
     edit(master)
     stat = path.stat()
     assert (stat.st_mode & 0o777, stat.st_uid, stat.st_gid) == (0o644, 1234, 5678)
+
+
+# ---- state=absent: turning encryption off ------------------------------------------------------------------
+
+NOTHING_REMOVED = {"flags": [], "volumes": [], "volume_mounts": [], "annotations": []}
+OURS = ["encryption-provider-config", "tke-kms-plugin-socket"]
+
+
+def remove(master: dict[str, Path], *, check: bool = False, diff: bool = False, **args: object) -> dict:
+    params = {"path": str(master["manifest"]), "backup_dir": str(master["backups"]), "state": "absent"}
+    params.update(args)
+    return run_module(apiserver_manifest.main, params, check=check, diff=diff)
+
+
+@pytest.mark.parametrize(
+    ("version", "flag"),
+    [
+        ("1.12", "--experimental-encryption-provider-config"),
+        ("1.20", "--encryption-provider-config"),
+        ("1.30", "--encryption-provider-config"),
+    ],
+)
+def test_absent_gives_back_the_kubeadm_manifest_byte_for_byte(master, manifest_text, version, flag) -> None:
+    encrypted = (MANIFESTS / f"kube-apiserver-{version}.encrypted.yaml").read_text()
+    path = install(master, encrypted)
+    before = time.time()
+    result = remove(master)
+    assert result["changed"] is True and result["layout_preserved"] is True
+    assert result["removed"] == {
+        "flags": [f"{flag}={CONFIG}"],
+        "volumes": OURS,
+        "volume_mounts": OURS,
+        "annotations": ["tke.kms/encryption-config-sha256"],
+    }
+    assert "encryption_flag" not in result
+    assert result["kubernetes_version"].startswith(version + ".")
+    assert path.read_text() == manifest_text(version)
+    assert before <= result["written_at"] <= path.stat().st_mtime
+    assert Path(result["backup_file"]).read_text() == encrypted
+    assert only_files(master["manifests"]) == ["kube-apiserver.yaml"]
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+    again = remove(master)
+    assert again["changed"] is False and again["removed"] == NOTHING_REMOVED
+    assert "written_at" not in again and "backup_file" not in again
+    assert path.read_text() == manifest_text(version)
+    assert len(only_files(master["backups"])) == 1
+
+
+@pytest.mark.parametrize("version", ["1.12", "1.20", "1.30", "no volumes"])
+def test_present_absent_present_round_trip(master, manifest_text, version) -> None:
+    original = MANIFEST_WITHOUT_VOLUMES if version == "no volumes" else manifest_text(version)
+    path = install(master, original)
+    edit(master)
+    first_present = path.read_bytes()
+    remove(master)
+    assert path.read_text() == original
+    edit(master)
+    assert path.read_bytes() == first_present
+
+
+def test_absent_in_check_mode_reports_and_writes_nothing(master) -> None:
+    encrypted = (MANIFESTS / "kube-apiserver-1.30.encrypted.yaml").read_text()
+    path = install(master, encrypted)
+    result = remove(master, check=True, diff=True)
+    assert result["changed"] is True and result["removed"]["volumes"] == OURS
+    assert "--encryption-provider-config=" + CONFIG in result["diff"]["before"]
+    assert "encryption-provider-config" not in result["diff"]["after"]
+    assert "written_at" not in result and "backup_file" not in result
+    assert path.read_text() == encrypted and not master["backups"].exists()
+
+
+def test_absent_removes_only_what_encryption_needs(master, manifest_text) -> None:
+    text = manifest_text("1.30").replace(
+        "    - --secure-port=6443\n", "    - --feature-gates=Foo=true\n    - --secure-port=6443\n"
+    )
+    path = install(master, text)
+    edit(master, feature_gates={"KMSv1": True})
+    enabled = path.read_text().replace(
+        "    - --secure-port=6443\n",
+        "    - --encryption-provider-config-automatic-reload=true\n    - --secure-port=6443\n",
+    )
+    install(master, enabled)
+    result = remove(master)
+    assert result["removed"]["flags"] == [
+        "--encryption-provider-config-automatic-reload=true",
+        "--encryption-provider-config=" + CONFIG,
+    ]
+    # the intended pod: the enabled one without the flags, our volumes and mounts, and the annotation
+    intended = pod(enabled)
+    spec = intended["spec"]
+    command = spec["containers"][0]["command"]
+    spec["containers"][0]["command"] = [c for c in command if not c.startswith("--encryption-provider")]
+    spec["containers"][0]["volumeMounts"] = [
+        m for m in spec["containers"][0]["volumeMounts"] if m["name"] not in OURS
+    ]
+    spec["volumes"] = [v for v in spec["volumes"] if v["name"] not in OURS]
+    del intended["metadata"]["annotations"]["tke.kms/encryption-config-sha256"]
+    assert pod(path.read_text()) == intended
+    assert "--feature-gates=Foo=true,KMSv1=true" in container(path.read_text())["command"]
+    assert "# Audit logging, added by hand after kubeadm init (keep these comments)." in path.read_text()
+    assert "  # Volumes end here.\n" in path.read_text()
+
+
+def test_absent_takes_a_flag_with_its_separate_value_item(master) -> None:
+    install(
+        master,
+        textwrap.dedent("""\
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: kube-apiserver}
+            spec:
+              containers:
+              - name: kube-apiserver
+                image: registry.k8s.io/kube-apiserver:v1.29.0
+                command: [kube-apiserver]
+                args:
+                - --encryption-provider-config
+                - /old.yaml   # set by hand
+                - --secure-port=6443
+            """),
+    )
+    result = remove(master)
+    assert result["removed"]["flags"] == ["--encryption-provider-config=/old.yaml"]
+    assert master["manifest"].read_text().endswith("    args:\n    - --secure-port=6443\n")
+    assert remove(master)["changed"] is False
+
+
+def test_absent_leaves_a_volume_of_that_name_that_is_not_a_host_path(master, manifest_text) -> None:
+    text = (
+        manifest_text("1.20")
+        .replace(
+            "  volumes:\n", "  volumes:\n  - configMap:\n      name: x\n    name: tke-kms-plugin-socket\n"
+        )
+        .replace(
+            "    volumeMounts:\n",
+            "    volumeMounts:\n    - mountPath: /x\n      name: tke-kms-plugin-socket\n",
+        )
+    )
+    install(master, text)
+    result = remove(master)
+    assert result["changed"] is False and result["removed"] == NOTHING_REMOVED
+    assert master["manifest"].read_text() == text
+
+
+def test_absent_on_a_json_manifest(master, manifest_text) -> None:
+    original = pod(manifest_text("1.20"))
+    install(master, json.dumps(original, indent=2) + "\n")
+    edit(master)
+    result = remove(master)
+    assert result["changed"] is True and result["removed"]["volumes"] == OURS
+    assert json.loads(master["manifest"].read_text()) == original
+    assert remove(master)["changed"] is False
+
+
+MANIFEST_WITHOUT_VOLUMES = textwrap.dedent("""\
+    apiVersion: v1
+    kind: Pod
+    metadata:
+      name: kube-apiserver
+    spec:
+      containers:
+      - command:
+        - kube-apiserver
+        image: registry.k8s.io/kube-apiserver:v1.30.0
+        name: kube-apiserver
+      hostNetwork: true
+    """)
+
+
+# ---- the editor's removals ---------------------------------------------------------------------------------
+
+
+def test_editor_removes_items_and_keys_with_their_lines_only() -> None:
+    editor = YamlEditor(
+        textwrap.dedent("""\
+            # head
+            a:
+              keep: 1   # stays
+              drop: |
+                block
+              last: 2
+            items:
+              - x   # goes
+              # about y
+              - y
+              - z:
+                  deep: [1, 2]
+                  other: 3
+            tail: {}
+            """)
+    )
+    a = editor.get(editor.root, "a")
+    editor.remove_key(a, "drop")
+    editor.remove_key(a, "missing")
+    items = editor.get(editor.root, "items")
+    editor.remove_item(items, 2)
+    editor.remove_item(items, 0)
+    editor.insert_item(items, 1, "w")
+    assert editor.render() == textwrap.dedent("""\
+        # head
+        a:
+          keep: 1   # stays
+          last: 2
+        items:
+          # about y
+          - y
+          - w
+        tail: {}
+        """)
+
+
+def test_editor_drops_pending_edits_inside_what_it_removes() -> None:
+    editor = YamlEditor("m:\n  inner:\n  - a\n  k: v\nz: 1\n")
+    m = editor.get(editor.root, "m")
+    inner = editor.get(m, "inner")
+    editor.set_scalar(inner, 0, "b")
+    editor.insert_item(inner, 1, "c")
+    editor.set_key(m, "new", "n")
+    editor.remove_key(m, "new")
+    editor.remove_key(m, "inner")
+    assert editor.render() == "m:\n  k: v\nz: 1\n"
+
+
+def test_editor_refuses_a_removal_it_cannot_do_in_place() -> None:
+    editor = YamlEditor("items:\n- a: 1\n  b: 2\n")
+    item = editor.get(editor.get(editor.root, "items"), 0)
+    editor.remove_key(item, "a")  # its line starts with the dash of the item
+    with pytest.raises(YamlEditError, match="cannot remove the lines at line 2"):
+        editor.render()

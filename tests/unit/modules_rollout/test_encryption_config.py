@@ -355,3 +355,166 @@ def test_min_cachesize_raises_but_never_lowers(tmp_path) -> None:
         configure(path, kubernetes_version="1.30.2", kms_api_version="v1", min_cachesize=100)["changed"]
         is False
     )
+
+
+# ---- rotation and turning encryption off -------------------------------------------------------------------
+
+NEW_SOCKET = "unix:///var/run/tke-kms-plugin-2/server.sock"
+
+
+@pytest.mark.parametrize(
+    ("version", "api_version", "old"),
+    [
+        (
+            "1.20.2",
+            "v1",
+            {"name": "tke-kms-plugin", "endpoint": SOCKET, "cachesize": 7000, "timeout": "3s"},
+        ),
+        (
+            "1.30.2",
+            "v2",
+            {"apiVersion": "v2", "name": "tke-kms-plugin", "endpoint": SOCKET, "timeout": "3s"},
+        ),
+    ],
+)
+def test_rotation_to_a_new_provider(tmp_path, version, api_version, old) -> None:
+    path = tmp_path / "c.yaml"
+    configure(
+        path, kubernetes_version=version, phase="write", cachesize=7000 if api_version == "v1" else None
+    )
+    assert providers(path) == [{"kms": old}, {"identity": {}}]
+    new_args = dict(kubernetes_version=version, provider_name="tke-kms-plugin-2", endpoint=NEW_SOCKET)
+    new = {"kms": dict(old, name="tke-kms-plugin-2", endpoint=NEW_SOCKET)}
+    if api_version == "v1":
+        new["kms"]["cachesize"] = 1000  # the new provider's own default, not the old one's size
+
+    read = configure(path, phase="read", **new_args)
+    assert read["changed"] and read["kms_api_version"] == api_version
+    assert read["providers"] == ["kms:tke-kms-plugin", "kms:tke-kms-plugin-2", "identity"]
+    assert providers(path) == [{"kms": old}, new, {"identity": {}}]
+    assert configure(path, phase="read", **new_args)["changed"] is False
+
+    write = configure(path, phase="write", **new_args)
+    assert write["providers"] == ["kms:tke-kms-plugin-2", "kms:tke-kms-plugin", "identity"]
+    assert providers(path) == [new, {"kms": old}, {"identity": {}}]
+    assert configure(path, phase="write", **new_args)["changed"] is False
+
+    gone = configure(path, kubernetes_version=version, state="absent", backup_dir=str(tmp_path / "b"))
+    assert (gone["changed"], gone["removed"], gone["kms_api_version"]) == (True, True, api_version)
+    assert gone["providers"] == ["kms:tke-kms-plugin-2", "identity"]
+    assert providers(path) == [new, {"identity": {}}]
+    assert gone["checksum"] == ec.checksum(path.read_text())
+    assert (
+        ec.summary(yaml.safe_load(Path(gone["backup_file"]).read_text()), ["secrets"]) == write["providers"]
+    )
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+    again = configure(path, kubernetes_version=version, state="absent")
+    assert (again["changed"], again["removed"], again["kms_api_version"]) == (False, False, None)
+    assert again["checksum"] == gone["checksum"]
+
+
+def test_turning_encryption_off(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(GO_PLUGIN_CONFIG)
+    path.chmod(0o600)
+    kms = yaml.safe_load(GO_PLUGIN_CONFIG)["resources"][0]["providers"][0]
+
+    # the options that describe a KMS provider are ignored: the existing one is kept exactly as it is
+    ignored = dict(endpoint="tcp://10.0.0.1:1", cachesize=0, kms_api_version="v2", timeout="9s")
+    decrypt = configure(path, kubernetes_version="1.20.2", phase="decrypt", **ignored)
+    assert decrypt["changed"] is True and "failed" not in decrypt
+    assert decrypt["providers"] == ["identity", "kms:tke-kms-plugin"]
+    assert decrypt["kms_api_version"] == "v1"
+    assert providers(path) == [{"identity": {}}, kms]
+    assert configure(path, kubernetes_version="1.20.2", phase="decrypt")["changed"] is False
+
+    gone = configure(path, kubernetes_version="1.20.2", state="absent", phase="write")  # phase is ignored
+    assert gone["changed"] is True and gone["providers"] == ["identity"]
+    assert load(path) == {
+        "apiVersion": "apiserver.config.k8s.io/v1",
+        "kind": "EncryptionConfiguration",
+        "resources": [{"resources": ["secrets"], "providers": [{"identity": {}}]}],
+    }
+    again = configure(path, kubernetes_version="1.20.2", state="absent")
+    assert again["changed"] is False and again["removed"] is False
+
+
+def test_decrypt_puts_identity_first_and_keeps_every_other_provider_in_order(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(AESCBC_CONFIG.replace("      - identity: {}\n", ""))  # [aescbc], no identity
+    configure(path, kubernetes_version="1.20.2", phase="write")
+    assert configure(path, phase="decrypt")["providers"] == ["identity", "kms:tke-kms-plugin", "aescbc"]
+    assert providers(path)[2] == {"aescbc": {"keys": [{"name": "key1", "secret": AESCBC_SECRET}]}}
+
+
+def test_decrypt_never_adds_the_kms_provider(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(AESCBC_CONFIG)
+    result = configure(path, phase="decrypt")
+    assert result["providers"] == ["identity", "aescbc"] and result["kms_api_version"] is None
+    new = tmp_path / "new.yaml"
+    result = configure(new, phase="decrypt")
+    assert result["created"] is True and result["providers"] == ["identity"]
+    assert providers(new) == [{"identity": {}}]
+
+
+def test_removing_the_provider_that_encrypts_writes_is_refused(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(GO_PLUGIN_CONFIG)
+    for check in (True, False):
+        result = configure(path, state="absent", check=check, backup_dir=str(tmp_path / "b"))
+        assert result["failed"] is True
+        assert "KMS provider tke-kms-plugin is first" in result["msg"]
+        assert "the decrypt phase" in result["msg"] and "write phase" in result["msg"]
+    assert path.read_text() == GO_PLUGIN_CONFIG
+    assert sorted(os.listdir(tmp_path)) == ["c.yaml"]
+
+
+def test_absent_without_a_file_or_a_provider_changes_nothing(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    result = configure(path, state="absent")
+    assert result["changed"] is False and result["removed"] is False
+    assert (result["checksum"], result["providers"], result["format"]) == (None, [], None)
+    assert not path.exists()
+    path.write_text(AESCBC_CONFIG)
+    path.chmod(0o600)
+    result = configure(path, state="absent", endpoint="not a url")
+    assert result["changed"] is False and result["providers"] == ["aescbc", "identity"]
+    assert result["checksum"] == ec.checksum(AESCBC_CONFIG) and path.read_text() == AESCBC_CONFIG
+
+
+def test_absent_in_check_mode_with_diff(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(AESCBC_CONFIG)
+    configure(path, phase="read")
+    before = path.read_text()
+    check = configure(path, state="absent", check=True, diff=True, backup_dir=str(tmp_path / "b"))
+    assert check["changed"] is True and check["removed"] is True
+    assert check["providers"] == ["aescbc", "identity"] and "backup_file" not in check
+    assert "kms:" in check["diff"]["before"] and "kms:" not in check["diff"]["after"]
+    assert AESCBC_SECRET not in str(check)
+    assert path.read_text() == before and not (tmp_path / "b").exists()
+    real = configure(path, state="absent")
+    assert real["checksum"] == check["checksum"] == ec.checksum(path.read_text())
+    assert providers(path)[0]["aescbc"]["keys"][0]["secret"] == AESCBC_SECRET
+
+
+def test_absent_touches_only_the_managed_entry_and_keeps_the_format(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    legacy = (
+        "apiVersion: v1\nkind: EncryptionConfig\nresources:\n"
+        "- resources: [secrets]\n  providers:\n  - identity: {}\n"
+        "  - kms: {name: tke-kms-plugin, endpoint: 'unix:///a.sock'}\n"
+        "- resources: [configmaps]\n  providers:\n  - identity: {}\n"
+        "  - kms: {name: other, endpoint: 'unix:///b.sock'}\n"
+    )
+    path.write_text(legacy)
+    path.chmod(0o600)
+    assert configure(path, state="absent", provider_name="other")["changed"] is False
+    result = configure(path, kubernetes_version="1.30.2", state="absent")
+    assert result["format"] == {"apiVersion": "v1", "kind": "EncryptionConfig"}
+    assert [e["providers"] for e in load(path)["resources"]] == [
+        [{"identity": {}}],
+        [{"identity": {}}, {"kms": {"name": "other", "endpoint": "unix:///b.sock"}}],
+    ]
