@@ -111,6 +111,8 @@ def test_call_counts_include_failures(controls, kms_client):
     assert counts["Decrypt"] == 3
     assert counts["Encrypt"] == 1
     assert counts["CreateKey"] == 1
+    assert counts["Decrypt:InternalError"] == 1
+    assert "Encrypt:InternalError" not in counts
 
 
 def test_create_key_and_states_without_the_api(controls, kms_client):

@@ -117,6 +117,8 @@ class KmsService:
                 action_name, method=method, path=path, query=query, headers=headers, body=body
             )
         except ApiError as err:
+            if action_name:
+                self.faults.count(f"{action_name}:{err.code}")  # lets a test prove a fault did fire
             return error_reply(err.code, err.message)
         except _HttpFault as fault:
             return fault.reply
