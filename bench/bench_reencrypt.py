@@ -1,6 +1,6 @@
 """Re-encrypting every Secret: tke.kms.reencrypt vs `kubectl get secrets -A -o json | kubectl replace -f -`.
 
-    .venv/bin/python bench/bench_reencrypt.py [--secrets 2000] [--latencies 20,0] [--threads 16]
+    .venv/bin/python bench/bench_reencrypt.py [--secrets 2000] [--latencies 20,0] [--workers 16]
 
 Real lab (route A, kube-apiserver v1.20.2 + etcd), KMS v1 with our plugin and the emulator as Tencent KMS.
 For each emulator latency and each method, side by side on the same apiserver:
@@ -8,10 +8,13 @@ For each emulator latency and each method, side by side on the same apiserver:
      clear), in a fresh namespace;
   2. the apiserver is restarted with [kms, identity] (the write phase), the emulator latency is set;
   3. the method runs, timed: the kubectl pipeline, or the module through `ansible localhost -m
-     tke.kms.reencrypt` (what a user runs, Ansible's start-up included);
+     tke.kms.reencrypt` with `workers` (what a user runs, Ansible's start-up included; the module's own
+     elapsed_seconds is printed beside it);
   4. every Secret is read back through the API (value compared) and raw from etcd (KMS prefix counted).
-Prints times, the ratio pipeline / module per latency against the targets (>= 3x at 20 ms, >= 1.5x at
-0 ms) and the Secrets lost (missing or wrong value) and left unencrypted. Asserts nothing.
+Prints times, the CPU seconds each process spent during the timed step (apiserver, etcd, plugin, emulator,
+and the client: kubectl or ansible with the module), the ratio pipeline / module per latency against the
+targets (>= 3x at 20 ms, >= 1.5x at 0 ms) and the Secrets lost (missing or wrong value) and left
+unencrypted. Asserts nothing.
 Needs the lab binaries (make lab-binaries) and kubectl.
 """
 
@@ -21,6 +24,7 @@ import argparse
 import base64
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -33,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 import bench_apiserver  # noqa: E402
 import yaml  # noqa: E402
-from apiserver_load import run_parallel  # noqa: E402
+from apiserver_load import cpu_seconds, run_parallel  # noqa: E402
 from kubernetes import client, config  # noqa: E402
 
 from tests.lab import binaries, encryption  # noqa: E402
@@ -56,6 +60,7 @@ class Run:
     not_kms: int
     encrypt_calls: int
     result: str
+    cpu: dict[str, float]  # CPU seconds per process during the timed step
 
 
 def value_of(namespace: str, index: int) -> str:
@@ -65,8 +70,11 @@ def value_of(namespace: str, index: int) -> str:
 class Bench:
     """One apiserver (fresh etcd) for the whole run; each measured run gets its own namespace."""
 
-    def __init__(self, backends: bench_apiserver.Backends, socket: Path, args: argparse.Namespace) -> None:
+    def __init__(
+        self, backends: bench_apiserver.Backends, socket: Path, plugin_pid: int, args: argparse.Namespace
+    ) -> None:
         self.backends = backends
+        self.plugin_pid = plugin_pid
         self.args = args
         kms = encryption.kms_v1(PROVIDER, socket, cachesize=int(args.secrets * 1.2))
         self.read_phase = encryption.config([encryption.identity(), kms])
@@ -100,13 +108,29 @@ class Bench:
         namespace = self.prepare()
         self.backends.latency(latency_ms)
         encrypts = self.backends.tencent_calls("Encrypt")
+        before = self.cpu()
         started = time.perf_counter()
         result = self.pipeline() if method == "kubectl pipeline" else self.module()
         seconds = time.perf_counter() - started
+        cpu = {name: spent - before[name] for name, spent in self.cpu().items()}
         calls = self.backends.tencent_calls("Encrypt") - encrypts
         self.backends.latency(0)
         lost, not_kms = self.check(namespace)
-        return Run(method, latency_ms, seconds, self.args.secrets, lost, not_kms, calls, result)
+        return Run(method, latency_ms, seconds, self.args.secrets, lost, not_kms, calls, result, cpu)
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far of each process taking part (the client: this script's finished children)."""
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        pids = {
+            "apiserver": self.plane.apiserver.process.pid,
+            "etcd": self.plane.etcd.process.pid,
+            "plugin": self.plugin_pid,
+            "emulator": self.backends.emulator.pid,
+        }
+        return {
+            **{name: cpu_seconds(pid) for name, pid in pids.items()},
+            "client": children.ru_utime + children.ru_stime,
+        }
 
     def pipeline(self) -> str:
         kubectl = [str(binaries.kubectl()), f"--kubeconfig={self.plane.apiserver.admin_conf}"]
@@ -126,6 +150,7 @@ class Bench:
         module_args = {
             "manifest_path": str(self.manifest),
             "kubeconfig": str(self.plane.apiserver.admin_conf),
+            "workers": self.args.workers,
             **json.loads(self.args.module_args),
         }
         env = dict(lab_env(), ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_LOCALHOST_WARNING="False")
@@ -150,7 +175,8 @@ class Bench:
             result = json.loads(answer)
         except ValueError:
             return f"FAILED ({done.returncode}): {(done.stdout + done.stderr).strip()[-300:]}"
-        counts = {k: v for k, v in result.items() if isinstance(v, int) and not isinstance(v, bool)}
+        counts = {k: result.get(k) for k in ("rewritten", "unchanged", "total", "elapsed_seconds")}
+        counts.update(missing=len(result.get("missing") or []), failures=len(result.get("failures") or []))
         return ("FAILED: " + str(result.get("msg")) + " " if result.get("failed") else "") + json.dumps(
             counts
         )
@@ -211,12 +237,16 @@ def print_table(runs: list[Run]) -> None:
     print()
     print(
         f"{'method':<18} {'latency':>8} {'seconds':>8} {'Secrets/s':>9} {'Encrypt':>8} {'lost':>5} "
-        f"{'not KMS':>8}  result"
+        f"{'not KMS':>8}  CPU s: {'apisrv':>6} {'etcd':>5} {'plugin':>6} {'emul':>5} {'client':>6}  result"
     )
     for run in runs:
+        cpu = " ".join(
+            f"{run.cpu[name]:>{width}.1f}"
+            for name, width in (("apiserver", 6), ("etcd", 5), ("plugin", 6), ("emulator", 5), ("client", 6))
+        )
         print(
             f"{run.method:<18} {run.latency_ms:>6g}ms {run.seconds:>8.1f} {run.secrets / run.seconds:>9.1f} "
-            f"{run.encrypt_calls:>8} {run.lost:>5} {run.not_kms:>8}  {run.result}"
+            f"{run.encrypt_calls:>8} {run.lost:>5} {run.not_kms:>8}         {cpu}  {run.result}"
         )
     print()
     for latency in sorted({run.latency_ms for run in runs}, reverse=True):
@@ -242,8 +272,9 @@ def main() -> int:
     parser.add_argument("--secrets", type=int, default=2000)
     parser.add_argument("--latencies", default="20,0", help="emulator latencies in ms, comma-separated")
     parser.add_argument("--threads", type=int, default=16, help="client threads creating the Secrets")
+    parser.add_argument("--workers", type=int, default=16, help="the module's workers option")
     parser.add_argument(
-        "--module-args", default="{}", help="extra JSON arguments for the module, e.g. '{\"workers\": 16}'"
+        "--module-args", default="{}", help="extra JSON arguments for the module, e.g. '{\"page_size\": 100}'"
     )
     args = parser.parse_args()
     latencies = [float(x) for x in args.latencies.split(",") if x.strip()]
@@ -259,8 +290,9 @@ def main() -> int:
     backends = bench_apiserver.Backends()
     runs: list[Run] = []
     try:
-        with backends.our_plugin() as (socket, _restart):
-            bench = Bench(backends, socket, args)
+        with backends.our_plugin() as (socket, restart):
+            plugin = restart()  # a fresh one whose process is known, for its CPU time
+            bench = Bench(backends, socket, plugin.process.pid, args)
             try:
                 for latency in latencies:
                     for method in ("kubectl pipeline", "tke.kms.reencrypt"):

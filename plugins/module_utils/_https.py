@@ -8,6 +8,9 @@ Credentials for the apiserver, in this order: explicit client_cert/client_key; t
 (kubeadm's /etc/kubernetes/admin.conf, embedded certificates or a token); the apiserver's own kubelet client
 certificate from its manifest (kubeadm puts it in system:masters, or kubeadm:cluster-admins from 1.29).
 The connection always goes to this master's apiserver, not to the kubeconfig's server (often a load balancer).
+
+Each thread that calls an Endpoint keeps one HTTP/1.1 connection to it alive (a TLS handshake with a client
+certificate costs more than a small API call), so a pool of worker threads gets one connection per worker.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import os
 import shutil
 import ssl
 import tempfile
+import threading
 import typing as t
 from urllib.parse import urlsplit
 
@@ -32,8 +36,19 @@ class HttpsError(Exception):
     """The endpoint could not be reached or credentials could not be found."""
 
 
+# What a kept-alive connection the server has closed meanwhile (idle timeout, restart) looks like.
+_DROPPED = (
+    http.client.RemoteDisconnected,
+    BrokenPipeError,
+    ConnectionResetError,
+    ConnectionAbortedError,
+    ssl.SSLEOFError,
+)
+
+
 class Endpoint:
-    """Where to connect and how to authenticate; close() removes temporary files of embedded PEM data."""
+    """Where to connect and how to authenticate. Safe to share between threads: each thread gets its own
+    kept-alive connection. close() closes them all and removes temporary files of embedded PEM data."""
 
     def __init__(
         self,
@@ -59,6 +74,9 @@ class Endpoint:
         self.timeout = timeout
         self._tmpdir: t.Optional[str] = None
         self._context: t.Optional[ssl.SSLContext] = None
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._connections: t.List[http.client.HTTPConnection] = []
 
     def materialize(self, name: str, pem: bytes) -> str:
         """Write embedded PEM data to a private temporary file (ssl needs files for client certificates)."""
@@ -71,6 +89,11 @@ class Endpoint:
         return path
 
     def close(self) -> None:
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+        self._local = threading.local()
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
@@ -82,7 +105,10 @@ class Endpoint:
         self.close()
 
     def context(self) -> ssl.SSLContext:
-        if self._context is None:
+        """The TLS context all of this endpoint's connections share (loaded once)."""
+        with self._lock:
+            if self._context is not None:
+                return self._context
             for what, path in (
                 ("CA", self.ca_file),
                 ("client certificate", self.cert_file),
@@ -97,54 +123,95 @@ class Endpoint:
             except (ssl.SSLError, OSError) as exc:
                 raise HttpsError("cannot load the TLS files for %s: %s" % (self.url, exc)) from exc
             self._context = context
-        return self._context
+            return context
 
     def request(
-        self, method: str, path: str, body: t.Any = None, content_type: str = "application/json"
+        self,
+        method: str,
+        path: str,
+        body: t.Any = None,
+        content_type: str = "application/json",
+        accept: str = "application/json",
     ) -> t.Tuple[int, bytes]:
         """(HTTP status, body); HttpsError when the endpoint cannot be reached at all."""
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         data = None
         if body is not None:
             data = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
             headers["Content-Type"] = content_type
         if self.token:
             headers["Authorization"] = "Bearer %s" % self.token
-        if self.secure:
-            connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-                self.host, self.port, timeout=self.timeout, context=self.context()
-            )
-        else:
-            connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-        try:
-            connection.request(method, path, body=data, headers=headers)
-            response = connection.getresponse()
-            return response.status, response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            raise HttpsError("%s %s%s: %s" % (method, self.url, path, exc)) from exc
-        finally:
-            connection.close()
+        connection = self._connection()
+        may_retry = True
+        while True:
+            reused = connection.sock is not None
+            try:
+                connection.request(method, path, body=data, headers=headers)
+                response = connection.getresponse()
+                return response.status, response.read()
+            except _DROPPED as exc:
+                connection.close()
+                if reused and may_retry:
+                    may_retry = False  # the server closed the kept-alive connection: once more on a new one
+                    continue
+                raise HttpsError("%s %s%s: %s" % (method, self.url, path, exc)) from exc
+            except (OSError, http.client.HTTPException) as exc:
+                connection.close()  # a timeout or a broken answer: the next call starts afresh
+                raise HttpsError("%s %s%s: %s" % (method, self.url, path, exc)) from exc
+
+    def _connection(self) -> http.client.HTTPConnection:
+        """This thread's connection; http.client (re)connects it on the next request when it is closed."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            if self.secure:
+                connection = http.client.HTTPSConnection(
+                    self.host, self.port, timeout=self.timeout, context=self.context()
+                )
+            else:
+                connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            with self._lock:
+                self._connections.append(connection)
+            self._local.connection = connection
+        return connection
 
     def json(
-        self, method: str, path: str, body: t.Any = None, content_type: str = "application/json"
+        self,
+        method: str,
+        path: str,
+        body: t.Any = None,
+        content_type: str = "application/json",
+        accept: str = "application/json",
     ) -> t.Any:
         """The decoded JSON answer of a 2xx call; HttpsError with the status and message otherwise."""
-        status, raw = self.request(method, path, body, content_type)
+        status, raw = self.request(method, path, body, content_type, accept)
         if not 200 <= status < 300:
-            raise StatusError(status, "%s %s%s: HTTP %d %s" % (method, self.url, path, status, _message(raw)))
+            answer = _decoded(raw)
+            raise StatusError(
+                status,
+                "%s %s%s: HTTP %d %s" % (method, self.url, path, status, _message(raw, answer)),
+                answer if isinstance(answer, dict) else {},
+            )
         return json.loads(raw.decode("utf-8")) if raw else None
 
 
 class StatusError(HttpsError):
-    def __init__(self, status: int, message: str) -> None:
+    """An HTTP answer other than 2xx; `answer` is its decoded JSON object (a Kubernetes Status), or {}."""
+
+    def __init__(self, status: int, message: str, answer: t.Optional[t.Dict[str, t.Any]] = None) -> None:
         super().__init__(message)
         self.status = status
+        self.answer = answer or {}
 
 
-def _message(raw: bytes) -> str:
+def _decoded(raw: bytes) -> t.Any:
     try:
-        decoded = json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"))
     except ValueError:
+        return None
+
+
+def _message(raw: bytes, decoded: t.Any) -> str:
+    if decoded is None:
         return raw.decode("utf-8", "replace").strip()[:300]
     if isinstance(decoded, dict):
         return str(decoded.get("message") or decoded.get("error") or decoded)[:300]

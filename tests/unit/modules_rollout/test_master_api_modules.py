@@ -98,7 +98,11 @@ def test_rollout_modules_on_a_real_apiserver(lab) -> None:
     done = run_module(
         reencrypt.main, dict(access, secrets=[*storage["pending"], "default/deleted-meanwhile"])
     )
-    assert (done["changed"], done["rewritten"], done["missing"]) == (True, storage["total"], 1)
+    assert (done["changed"], done["rewritten"], done["missing"]) == (
+        True,
+        storage["total"],
+        ["default/deleted-meanwhile"],
+    )
     again = run_module(reencrypt.main, access)
     assert again["changed"] is False and again["rewritten"] == 0 and again["unchanged"] == storage["total"]
 

@@ -1,0 +1,311 @@
+# Copyright (c) tke.kms contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Rewrite Kubernetes objects unchanged through a master's own apiserver (see _https), concurrently.
+
+PRIVATE to the collection. Standard library only.
+
+Storing an object again is how its storage moves to the first (write) provider of the apiserver's encryption
+configuration: the apiserver reads it through the provider that can decrypt it, notices that provider is not
+the first one (the value is "stale") and stores it again with the first. Each object gets an empty JSON merge
+patch ({}): the apiserver applies it to the object as stored, so nothing written meanwhile can be overwritten
+(the apiserver retries its own conflicts) and no copy of the object travels. Answers are asked for as
+metadata only (PartialObjectMetadata), so Secret values never reach this module. An object already stored
+with the write provider is not written again and keeps its resourceVersion: that is how a rewrite tells
+whether it changed anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import random
+import tempfile
+import threading
+import time
+import typing as t
+from urllib.parse import quote, urlencode
+
+from ansible_collections.tke.kms.plugins.module_utils._https import Endpoint, HttpsError, StatusError
+
+# Outcome names double as count names; not "skipped" and "failed", which Ansible reserves in task results.
+REWRITTEN, UNCHANGED, MISSING, FAILURES = "rewritten", "unchanged", "missing", "failures"
+OUTCOMES = (REWRITTEN, UNCHANGED, MISSING, FAILURES)
+
+METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1, application/json"
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1, application/json"
+MERGE_PATCH = "application/merge-patch+json"
+PROGRESS_INTERVAL = 2.0  # seconds between two writes of the progress file
+RETRY_DELAY = 0.5  # seconds before the first retry; doubled each time, or the apiserver's retryAfterSeconds
+MAX_RETRY_DELAY = 10.0
+# Worth another try: a conflict the apiserver could not settle, throttling, and failures that pass - the KMS
+# plugin answering ResourceExhausted/Unavailable/DeadlineExceeded (Tencent throttling, a restart) is a 500.
+TRANSIENT_STATUSES = (409, 429, 500, 503, 504)
+
+
+class RewriteError(Exception):
+    """A resource that cannot be rewritten, or a run that had to stop (apiserver unreachable, list failed)."""
+
+
+class Resource:
+    """A listable, patchable API resource: core (`secrets`) or `<plural>.<group>` in its preferred version."""
+
+    def __init__(self, name: str, group_version: str, plural: str, namespaced: bool) -> None:
+        self.name = name
+        self.plural = plural
+        self.namespaced = namespaced
+        self.base = "/api/v1" if group_version == "v1" else "/apis/" + group_version
+
+    def list_path(self, query: t.Dict[str, t.Any]) -> str:
+        return "%s/%s?%s" % (self.base, self.plural, urlencode(query))
+
+    def object_path(self, namespace: t.Optional[str], name: str) -> str:
+        where = "/namespaces/%s" % quote(namespace, safe="") if self.namespaced and namespace else ""
+        return "%s%s/%s/%s" % (self.base, where, self.plural, quote(name, safe=""))
+
+
+class Item(t.NamedTuple):
+    resource: Resource
+    namespace: t.Optional[str]
+    name: str
+    resource_version: t.Optional[str]  # as listed; None when only the name is known
+
+    def label(self) -> str:
+        return "%s/%s" % (self.namespace, self.name) if self.namespace else self.name
+
+
+def discover(endpoint: Endpoint, name: str) -> Resource:
+    """The Resource for `secrets`, `configmaps` or `<plural>.<group>` (the group's preferred version)."""
+    plural, _dot, group = name.partition(".")
+    if not plural or plural != plural.lower() or "/" in name:
+        raise RewriteError(
+            "resources entries are lower-case plural names: 'secrets', 'configmaps', or '<plural>.<group>' "
+            "such as 'widgets.example.com'; got %r" % name
+        )
+    if group:
+        try:
+            group_version = endpoint.json("GET", "/apis/" + quote(group, safe="."))["preferredVersion"][
+                "groupVersion"
+            ]
+        except StatusError as exc:
+            if exc.status != 404:
+                raise
+            raise RewriteError(
+                "%s: the apiserver serves no API group %s (core resources are given without a group, "
+                "e.g. 'configmaps')" % (name, group)
+            ) from exc
+    else:
+        group_version = "v1"
+    listing = endpoint.json("GET", "/api/v1" if group_version == "v1" else "/apis/" + group_version)
+    for entry in listing.get("resources") or []:
+        if entry.get("name") == plural:
+            missing = {"list", "patch"} - set(entry.get("verbs") or [])
+            if missing:
+                raise RewriteError(
+                    "%s cannot be rewritten: the apiserver does not allow %s on it"
+                    % (name, " and ".join(sorted(missing)))
+                )
+            return Resource(name, group_version, plural, bool(entry.get("namespaced")))
+    raise RewriteError(
+        "the apiserver has no resource %s in %s (resources entries are plural names, e.g. 'secrets')"
+        % (plural, group_version)
+    )
+
+
+def list_items(endpoint: Endpoint, resource: Resource, page_size: int) -> t.Iterator[Item]:
+    """Every object of the resource in all namespaces, page by page (limit/continue), metadata only.
+
+    A continue token that expired between two pages (etcd compacted meanwhile: HTTP 410) is replaced by the
+    one the apiserver sends with the 410, which lists the rest as it is now - objects created meanwhile may
+    appear, none listed already comes again. An apiserver that sends none is listed again from the start,
+    skipping the objects up to the last one listed (lists come in etcd key order)."""
+    token = None
+    resume_after: t.Optional[t.Tuple[str, str]] = None
+    last: t.Optional[t.Tuple[str, str]] = None
+    while True:
+        query: t.Dict[str, t.Any] = {"limit": page_size}
+        if token:
+            query["continue"] = token
+        try:
+            answer = endpoint.json("GET", resource.list_path(query), accept=METADATA_LIST)
+        except StatusError as exc:
+            if exc.status != 410 or not token:
+                raise
+            token = (exc.answer.get("metadata") or {}).get("continue")
+            if not token:
+                resume_after = last
+            continue
+        for entry in answer.get("items") or []:
+            meta = entry.get("metadata") or {}
+            key = (meta.get("namespace") or "", meta["name"])
+            if resume_after is not None and key <= resume_after:
+                continue
+            last = key
+            yield Item(resource, meta.get("namespace"), meta["name"], meta.get("resourceVersion"))
+        token = (answer.get("metadata") or {}).get("continue")
+        if not token:
+            return
+
+
+def rewrite(endpoint: Endpoint, item: Item, retries: int, check_mode: bool = False) -> str:
+    """Store one object again as it is: REWRITTEN, UNCHANGED or MISSING (deleted meanwhile).
+
+    Transient answers (TRANSIENT_STATUSES) are retried `retries` times with a growing, jittered delay; any
+    other HTTP error is raised (StatusError) for the caller to record. In check mode, only whether the
+    object exists is checked (REWRITTEN then means: would be stored again)."""
+    path = item.resource.object_path(item.namespace, item.name)
+    before = item.resource_version
+    if before is None:
+        try:
+            before = endpoint.json("GET", path, accept=METADATA)["metadata"].get("resourceVersion")
+        except StatusError as exc:
+            if exc.status == 404:
+                return MISSING
+            raise
+    if check_mode:
+        return REWRITTEN
+    delay, attempts = RETRY_DELAY, 0
+    while True:
+        try:
+            stored = endpoint.json("PATCH", path, b"{}", MERGE_PATCH, accept=METADATA)
+        except StatusError as exc:
+            if exc.status == 404:
+                return MISSING
+            attempts += 1
+            if exc.status not in TRANSIENT_STATUSES or attempts > retries:
+                raise
+            jittered = delay * random.uniform(0.5, 1.5)
+            wait = (exc.answer.get("details") or {}).get("retryAfterSeconds") or jittered
+            time.sleep(min(float(wait), MAX_RETRY_DELAY))  # back off: the object, apiserver or KMS is busy
+            delay *= 2
+            continue
+        return UNCHANGED if stored["metadata"].get("resourceVersion") == before else REWRITTEN
+
+
+class ProgressFile:
+    """A small JSON file of counts, replaced atomically at most every PROGRESS_INTERVAL seconds, so an
+    operator can follow a long run (`watch cat FILE`) while Ansible shows nothing."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.written_at = 0.0
+
+    def due(self) -> bool:
+        return time.monotonic() - self.written_at >= PROGRESS_INTERVAL
+
+    def write(self, document: t.Dict[str, t.Any]) -> None:
+        self.written_at = time.monotonic()
+        directory = os.path.dirname(os.path.abspath(self.path))
+        fd, temporary = tempfile.mkstemp(prefix=".progress-", dir=directory)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(document, handle, sort_keys=True)
+                handle.write("\n")
+            os.chmod(temporary, 0o644)
+            os.replace(temporary, self.path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+
+
+class Tally:
+    """Outcomes counted per resource, names of skipped and failed objects; shared by the workers."""
+
+    def __init__(self, resources: t.Sequence[Resource], progress: t.Optional[ProgressFile]) -> None:
+        self.per_resource = {r.name: dict.fromkeys(OUTCOMES, 0) for r in resources}
+        self.prefix = len(resources) > 1  # names carry their resource when there are several
+        self.missing: t.List[str] = []  # names
+        self.failures: t.List[t.Dict[str, str]] = []  # {name, error}
+        self.listed = 0
+        self.started = time.monotonic()
+        self.progress = progress
+        self.lock = threading.Lock()
+
+    def name_of(self, item: Item) -> str:
+        return "%s/%s" % (item.resource.name, item.label()) if self.prefix else item.label()
+
+    def record(self, item: Item, outcome: str, error: t.Optional[str] = None) -> None:
+        with self.lock:
+            self.per_resource[item.resource.name][outcome] += 1
+            if outcome == MISSING:
+                self.missing.append(self.name_of(item))
+            elif outcome == FAILURES:
+                self.failures.append({"name": self.name_of(item), "error": t.cast(str, error)})
+            if self.progress is not None and self.progress.due():
+                with contextlib.suppress(
+                    OSError
+                ):  # progress is for watching; a full disk must not stop the run
+                    self.progress.write(self.counts(state="running"))
+
+    def counts(self, **extra: t.Any) -> t.Dict[str, t.Any]:
+        """Totals, per resource and overall (call with the lock held, or after the workers ended)."""
+        per_resource = {name: dict(c, total=sum(c.values())) for name, c in self.per_resource.items()}
+        totals = {o: sum(c[o] for c in self.per_resource.values()) for o in OUTCOMES}
+        document = {
+            "total": sum(totals.values()),
+            "listed": self.listed,
+            "per_resource": per_resource,
+            "elapsed_seconds": round(time.monotonic() - self.started, 1),
+        }
+        document.update(totals)
+        document.update(extra)
+        return document
+
+
+def run(
+    endpoint: Endpoint,
+    items: t.Iterable[Item],
+    tally: Tally,
+    *,
+    workers: int,
+    retries: int,
+    check_mode: bool = False,
+) -> None:
+    """Rewrite every item with `workers` threads (each with its own kept-alive connection) while `items` is
+    still being listed; a bounded queue keeps memory flat however many objects there are. One object that
+    fails is recorded in the tally and the others go on; RewriteError when the whole run had to stop (the
+    apiserver unreachable, a list call refused), after the objects already handed out are done."""
+    work: queue.Queue[t.Optional[Item]] = queue.Queue(maxsize=max(2 * workers, 100))
+    stop = threading.Event()
+    fatal: t.List[str] = []
+
+    def worker() -> None:
+        while True:
+            item = work.get()
+            if item is None:
+                return
+            if stop.is_set():
+                continue  # drained so the producer never blocks
+            try:
+                outcome = rewrite(endpoint, item, retries, check_mode)
+            except StatusError as exc:
+                tally.record(item, FAILURES, str(exc))
+            except HttpsError as exc:  # no answer at all: the apiserver is gone, the others would fail too
+                fatal.append(str(exc))
+                stop.set()
+            except (KeyError, TypeError, ValueError) as exc:  # an answer that is not the object's metadata
+                tally.record(item, FAILURES, "unexpected answer: %r" % exc)
+            else:
+                tally.record(item, outcome)
+
+    threads = [threading.Thread(target=worker, name="rewrite-%d" % n, daemon=True) for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    try:
+        for item in items:
+            if stop.is_set():
+                break
+            with tally.lock:
+                tally.listed += 1
+            work.put(item)
+    except HttpsError as exc:
+        fatal.append("listing failed: %s" % exc)
+        stop.set()
+    finally:
+        for _thread in threads:
+            work.put(None)
+        for thread in threads:
+            thread.join()
+    if fatal:
+        raise RewriteError(fatal[0])

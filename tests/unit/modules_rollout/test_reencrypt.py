@@ -1,0 +1,307 @@
+"""tke.kms.reencrypt against a real kube-apiserver 1.20.2 + etcd (tests/lab, route A) with a KMS v1 plugin
+(the no-op one), and for custom resources against route B (apiextensions-apiserver 0.36, KMS v2): the lab's
+1.20.2 build crashes on custom resources (vendored reflect2 1.0.1 under Go 1.19, "unexpected fault address").
+
+Objects are created while the apiserver writes in the clear ([identity, kms]), the apiserver is restarted in
+the write phase ([kms, identity]), the module runs in-process, and what it did is read raw from etcd: every
+object must then start with the KMS prefix and still read back its value through the API.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from pathlib import Path
+
+import pytest
+from ansible_collections.tke.kms.plugins.module_utils._https import Endpoint
+from ansible_collections.tke.kms.plugins.module_utils._rewrite import discover, list_items
+from ansible_collections.tke.kms.plugins.modules import reencrypt
+
+from tests.lab import encryption
+from tests.lab.apiserver import APIServerBase
+from tests.lab.etcd import Etcd
+from tests.lab.runtime import wait_for
+
+from .conftest import run_module
+from .test_master_api_modules import write_manifest
+
+pytestmark = pytest.mark.e2e
+PROVIDER = "tke-kms-plugin"
+
+
+class Lab:
+    """An apiserver still writing in the clear, the module's access options, helpers to seed and inspect."""
+
+    def __init__(
+        self,
+        apiserver: APIServerBase,
+        etcd: Etcd,
+        kms: encryption.Provider,
+        resources: tuple[str, ...],
+        tmp_path: Path,
+    ) -> None:
+        self.apiserver, self.etcd, self.kms, self.resources = apiserver, etcd, kms, resources
+        version = "v2" if kms["kms"].get("apiVersion") == "v2" else "v1"
+        self.prefix = f"k8s:enc:kms:{version}:{PROVIDER}:".encode()
+        self.manifest = write_manifest(tmp_path / "kube-apiserver.yaml", apiserver.argv())
+        self.access = {"manifest_path": str(self.manifest), "kubeconfig": str(apiserver.admin_conf)}
+
+    def call(self, method: str, path: str, body: dict | None = None, expect: int = 200) -> dict:
+        content_type = "application/merge-patch+json" if method == "PATCH" else "application/json"
+        response = self.apiserver.request(
+            method, path, data=json.dumps(body) if body else None, headers={"Content-Type": content_type}
+        )
+        assert response.status_code == expect, response.text
+        return response.json()
+
+    def namespace(self, name: str) -> str:
+        self.call("POST", "/api/v1/namespaces", {"metadata": {"name": name}}, expect=201)
+        return name
+
+    def secrets(self, namespace: str, count: int) -> dict[str, str]:
+        """`count` Secrets of distinct values: {name: value}."""
+        values = {f"s{i}": f"{namespace}-value-{i}" for i in range(count)}
+        for name, value in values.items():
+            body = {"metadata": {"name": name}, "stringData": {"v": value}}
+            self.call("POST", f"/api/v1/namespaces/{namespace}/secrets", body, expect=201)
+        return values
+
+    def write_phase(self) -> None:
+        self.apiserver.restart(encryption.config([self.kms, encryption.identity()], self.resources))
+
+    def values(self, namespace: str) -> dict[str, str]:
+        """{name: value of key v} of the Secrets in the namespace, read through the API."""
+        listed = self.call("GET", f"/api/v1/namespaces/{namespace}/secrets")["items"]
+        return {s["metadata"]["name"]: base64.b64decode(s["data"].get("v", "")).decode() for s in listed}
+
+    def raw(self, prefix: str) -> dict[bytes, bytes]:
+        return self.etcd.get_prefix(prefix)
+
+    def with_kms(self, prefix: str) -> int:
+        return sum(value.startswith(self.prefix) for value in self.raw(prefix).values())
+
+
+@pytest.fixture
+def lab(control_plane_factory, noop_plugin_factory, tmp_path) -> Lab:
+    """Route A, Secrets and ConfigMaps encrypted with KMS v1: seed objects, then call lab.write_phase()."""
+    kms = encryption.kms_v1(PROVIDER, noop_plugin_factory("reencrypt").socket)
+    resources = ("secrets", "configmaps")
+    plane = control_plane_factory(encryption.config([encryption.identity(), kms], resources))
+    return Lab(plane.apiserver, plane.etcd, kms, resources, tmp_path)
+
+
+def test_every_secret_is_rewritten_concurrently_and_a_concurrent_update_survives(lab, tmp_path) -> None:
+    values = lab.secrets(lab.namespace("many"), 300)
+    lab.write_phase()
+    stored_before = lab.raw("/registry/secrets/many/")
+    assert len(stored_before) == 300 and lab.with_kms("/registry/secrets/many/") == 0
+
+    check = run_module(reencrypt.main, dict(lab.access, page_size=40), check=True)
+    assert (check["changed"], check["rewritten"], check["total"]) == (True, 300, 300)
+    assert lab.raw("/registry/secrets/many/") == stored_before  # check mode wrote nothing
+
+    # Another client keeps changing 20 of the Secrets while the module runs; its last values must survive.
+    latest: dict[str, str] = {}
+    stop, rounds = threading.Event(), [0]
+
+    def update_continuously() -> None:
+        while not stop.is_set():
+            for index in range(20):
+                value = f"updated-{rounds[0]}-{index}"
+                lab.call("PATCH", f"/api/v1/namespaces/many/secrets/s{index}", {"stringData": {"v": value}})
+                latest[f"s{index}"] = value
+            rounds[0] += 1
+
+    updater = threading.Thread(target=update_continuously)
+    updater.start()
+    try:
+        wait_for(lambda: rounds[0] >= 1, timeout=30, what="the first round of concurrent updates")
+        progress = tmp_path / "progress.json"
+        done = run_module(
+            reencrypt.main, dict(lab.access, workers=8, page_size=40, progress_file=str(progress))
+        )
+    finally:
+        stop.set()
+        updater.join()
+    assert not done.get("failed"), done
+    assert (
+        done["changed"] is True and done["total"] == 300 and done["missing"] == [] and done["failures"] == []
+    )
+    # Secrets the updater rewrote first are already with KMS, so those may count as unchanged.
+    assert done["rewritten"] + done["unchanged"] == 300 and done["rewritten"] >= 280
+    assert done["per_resource"] == {
+        "secrets": {
+            "rewritten": done["rewritten"],
+            "unchanged": done["unchanged"],
+            "missing": 0,
+            "failures": 0,
+            "total": 300,
+        }
+    }
+    assert lab.with_kms("/registry/secrets/many/") == 300
+    assert lab.values("many") == {**values, **latest}  # intact, and no concurrent update lost
+    final = json.loads(progress.read_text())
+    assert final["state"] == "done" and final["rewritten"] == done["rewritten"] and final["listed"] == 300
+
+    again = run_module(reencrypt.main, dict(lab.access, workers=4))
+    assert (again["changed"], again["rewritten"], again["unchanged"]) == (False, 0, 300)
+
+
+def test_a_refused_object_and_a_deleted_one_do_not_stop_the_others(lab) -> None:
+    values = lab.secrets(lab.namespace("mixed"), 30)
+    lab.write_phase()
+    # A Secret stored before its data key became invalid (written raw into etcd, as an old cluster might
+    # have it): the apiserver reads it, but refuses to store it again (HTTP 422).
+    old = {
+        "kind": "Secret",
+        "apiVersion": "v1",
+        "metadata": {"name": "old", "namespace": "mixed", "uid": "0b1d0000-0000-4000-8000-000000000001"},
+        "data": {"bad key!": base64.b64encode(b"x").decode()},
+        "type": "Opaque",
+    }
+    lab.etcd.etcdctl("put", "/registry/secrets/mixed/old", json.dumps(old))
+    wait_for(lambda: lab.apiserver.get("/api/v1/namespaces/mixed/secrets/old").ok, timeout=10, what="old")
+
+    names = [f"mixed/{name}" for name in values] + ["mixed/old", "mixed/gone"]
+    done = run_module(reencrypt.main, dict(lab.access, secrets=names, workers=4))
+    assert done["failed"] is True and done["changed"] is True
+    assert (done["rewritten"], done["unchanged"], done["total"]) == (30, 0, 32)
+    assert done["missing"] == ["mixed/gone"]
+    assert [f["name"] for f in done["failures"]] == ["mixed/old"]
+    assert "HTTP 422" in done["failures"][0]["error"] and "bad key!" in done["failures"][0]["error"]
+    assert done["msg"].startswith("1 of 32 objects could not be rewritten (the others were): mixed/old (")
+    assert lab.with_kms("/registry/secrets/mixed/") == 30 and lab.values("mixed") == {**values, "old": ""}
+
+    listed = run_module(reencrypt.main, lab.access)  # the same through the paged list
+    assert listed["failed"] is True and [f["name"] for f in listed["failures"]] == ["mixed/old"]
+    assert (listed["rewritten"], listed["unchanged"]) == (0, 30)
+
+
+def test_configmaps(lab) -> None:
+    namespace = lab.namespace("things")
+    for index in range(10):
+        body = {"metadata": {"name": f"c{index}"}, "data": {"v": f"config-{index}"}}
+        lab.call("POST", f"/api/v1/namespaces/{namespace}/configmaps", body, expect=201)
+    lab.secrets(namespace, 2)
+    lab.write_phase()
+
+    everywhere = len(lab.call("GET", "/api/v1/configmaps")["items"])  # kube-system has one of its own
+    assert everywhere > 10 and lab.with_kms("/registry/configmaps/") < everywhere
+
+    done = run_module(reencrypt.main, dict(lab.access, resources=["configmaps"]))
+    assert not done.get("failed"), done
+    assert done["changed"] is True and done["rewritten"] >= 10 and done["total"] == everywhere
+    assert lab.with_kms("/registry/configmaps/") == len(lab.raw("/registry/configmaps/")) == everywhere
+    configmap = lab.call("GET", f"/api/v1/namespaces/{namespace}/configmaps/c7")
+    assert configmap["data"] == {"v": "config-7"}
+    assert lab.with_kms("/registry/secrets/") == 0  # only what was asked for
+
+
+@pytest.fixture
+def apiext_lab(apiext_factory, noop_plugin_factory, tmp_path) -> Lab:
+    """Route B, custom resources encrypted with KMS v2; its built-in CRD is the cluster-scoped widgets."""
+    kms = encryption.kms_v2(PROVIDER, noop_plugin_factory("reencrypt-v2").socket)
+    resources = ("widgets.example.com", "gadgets.example.com")
+    server = apiext_factory(encryption.config([encryption.identity(), kms], resources))
+    return Lab(server.apiserver, server.etcd, kms, resources, tmp_path)
+
+
+def test_custom_resources_cluster_scoped_and_namespaced(apiext_lab) -> None:
+    lab = apiext_lab
+    lab.call("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", gadgets_crd(), expect=201)
+    wait_for(lambda: lab.apiserver.get("/apis/example.com/v1/gadgets").ok, timeout=30, what="gadgets served")
+    for index in range(6):
+        widget = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": f"w{index}"}}
+        lab.call("POST", "/apis/example.com/v1/widgets", widget, expect=201)
+        gadget = {"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": f"g{index}"}}
+        lab.call("POST", f"/apis/example.com/v1/namespaces/ns{index % 2}/gadgets", gadget, expect=201)
+    lab.write_phase()
+    widgets, gadgets = (
+        "/registry/apiextensions.kubernetes.io/example.com/widgets/",
+        "/registry/apiextensions.kubernetes.io/example.com/gadgets/",
+    )
+    assert len(lab.raw(widgets)) == len(lab.raw(gadgets)) == 6 and lab.with_kms(widgets) == 0
+
+    done = run_module(
+        reencrypt.main, dict(lab.access, resources=["widgets.example.com", "gadgets.example.com"])
+    )
+    assert not done.get("failed"), done
+    assert done["per_resource"] == {
+        name: {"rewritten": 6, "unchanged": 0, "missing": 0, "failures": 0, "total": 6}
+        for name in ("widgets.example.com", "gadgets.example.com")
+    }
+    assert lab.with_kms(widgets) == lab.with_kms(gadgets) == 6
+    assert lab.call("GET", "/apis/example.com/v1/namespaces/ns1/gadgets/g3")["metadata"]["name"] == "g3"
+
+    again = run_module(
+        reencrypt.main, dict(lab.access, resources=["gadgets.example.com", "widgets.example.com"])
+    )
+    assert (again["changed"], again["unchanged"], again["total"]) == (False, 12, 12)
+
+
+def gadgets_crd() -> dict:
+    schema = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "versions": [
+                {"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}
+            ],
+        },
+    }
+
+
+def test_options_the_apiserver_cannot_serve_are_clear_errors(lab) -> None:
+    def failure(**args: object) -> str:
+        result = run_module(reencrypt.main, dict(lab.access, **args))
+        assert result["failed"] is True and not result.get("changed")
+        return result["msg"]
+
+    assert "has no resource nothings in v1" in failure(resources=["nothings"])
+    assert "serves no API group nope.example.com" in failure(resources=["widgets.nope.example.com"])
+    assert "does not allow patch" in failure(resources=["componentstatuses"])
+    assert "only be given with resources=[secrets]" in failure(resources=["configmaps"], secrets=["a/b"])
+    assert "namespace/name" in failure(secrets=["just-a-name"])
+    assert "workers must be at least 1" in failure(workers=0)
+
+
+def admin_endpoint(lab: Lab) -> Endpoint:
+    apiserver = lab.apiserver
+    return Endpoint(
+        apiserver.url,
+        ca_file=str(apiserver.pki.ca.cert),
+        cert_file=str(apiserver.admin.cert),
+        key_file=str(apiserver.admin.key),
+    )
+
+
+def test_an_expired_continue_token_lists_the_rest_once(lab) -> None:
+    """etcd compacted between two pages: the list goes on with the token the apiserver sends with its 410."""
+    expected = sorted(f"paged/{name}" for name in lab.secrets(lab.namespace("paged"), 12))
+    with admin_endpoint(lab) as endpoint:
+        items = list_items(endpoint, discover(endpoint, "secrets"), page_size=5)
+        seen = [next(items).label() for _ in range(5)]
+        old_token = endpoint.json("GET", "/api/v1/secrets?limit=5")["metadata"]["continue"]
+        status = json.loads(lab.etcd.etcdctl("endpoint", "status", "-w", "json").stdout)
+        lab.secrets("default", 1)  # one more revision, then compact everything before it
+        lab.etcd.etcdctl("compact", str(status[0]["Status"]["header"]["revision"] + 1))
+        assert endpoint.request("GET", "/api/v1/secrets?limit=5&continue=" + old_token)[0] == 410
+        seen += [item.label() for item in items]
+    assert sorted(seen) == expected  # each once; default/s0, created meanwhile, sorts before the rest
+
+
+def test_a_kept_alive_connection_outlives_an_apiserver_restart(lab) -> None:
+    with admin_endpoint(lab) as endpoint:
+        for _ in range(3):
+            assert endpoint.request("GET", "/readyz")[0] == 200
+        assert len(endpoint._connections) == 1  # one connection for the three calls
+        lab.write_phase()  # the apiserver process is replaced; the kept-alive connection is dead
+        assert endpoint.request("GET", "/readyz")[0] == 200
+        assert len(endpoint._connections) == 1
