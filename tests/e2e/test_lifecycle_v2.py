@@ -22,7 +22,7 @@ import yaml
 from tests.e2e.conftest import PluginRunner
 from tests.lab.apiext import ETCD_PREFIX, RESOURCE, ApiextLab
 from tests.lab.envelope import parse_v2
-from tests.unit.modules_rollout.conftest import run_module  # also puts the collection on sys.path
+from tests.unit.collection import run_module  # also puts the collection on sys.path
 
 pytestmark = pytest.mark.e2e
 WIDGETS = 50

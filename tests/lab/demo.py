@@ -11,18 +11,17 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import secrets
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import requests
 
 from tests.lab.apiserver import lab_env
 from tests.lab.masters import MASTERS_ROOT, REPO, MasterLab, recorded_alive, rollout_vars, stop_pid
+from tests.lab.playbooks import playbook_argv, playbook_env
 from tests.lab.process import ManagedProcess, proc_start_time
 from tests.lab.runtime import LabError, wait_for
 
@@ -31,7 +30,6 @@ DEMO_STATE = DEMO_DIR / "demo.json"
 MASTER_COUNT = 3
 SECRET_NAME = "tke-kms-demo"
 SECRET_VALUE = "s3cr3t-from-make-demo"
-VENV_BIN = Path(sys.executable).parent
 
 
 def say(text: str) -> None:
@@ -120,14 +118,9 @@ def inventory_vars(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_playbook(lab: MasterLab) -> int:
-    env = {
-        **lab_env(),
-        "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-    }
-    argv = [str(VENV_BIN / "ansible-playbook"), "site.yml", "-i", str(lab.inventory)]
-    say(f"cd {REPO} && {' '.join(argv[0:1])} site.yml -i {lab.inventory}")
-    return subprocess.run(argv, cwd=REPO, env=env, check=False).returncode
+    argv = playbook_argv("site.yml", "-i", str(lab.inventory))
+    say(f"cd {REPO} && {argv[0]} site.yml -i {lab.inventory}")
+    return subprocess.run(argv, cwd=REPO, env=playbook_env(), check=False).returncode
 
 
 # -- verification: the Go plugin README's check, and the raw etcd prefix check

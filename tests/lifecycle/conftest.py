@@ -1,64 +1,25 @@
-"""The lifecycle playbooks (verify.yml; rotate.yml and disable.yml to come) on kubeadm-like chroot lab masters
+"""The lifecycle playbooks (verify.yml, rotate.yml, disable.yml) on kubeadm-like chroot lab masters
 (tests/lab/masters.py), run with ansible-playbook as a user does, with the KMS emulator."""
 
 from __future__ import annotations
 
 import base64
 import os
-import re
 import secrets
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 from tke_kms_plugin.emulator.testing import start_emulator_process
 
-from tests.lab.apiserver import lab_env
-from tests.lab.masters import REPO, MasterLab, rollout_vars
+from tests.lab.masters import MasterLab, rollout_vars
+from tests.lab.playbooks import ansible_playbook
 
 PROVIDER = "tke-kms-plugin"
 RELIABILITY_TABLE: list[Row] = []  # filled by test_reliability.py, printed at the end of the session
-RECAP = re.compile(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-
-
-def playbook_env() -> dict[str, str]:
-    return {
-        **lab_env(),
-        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_FORCE_COLOR": "0",
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
-def playbook_argv(*args: str) -> list[str]:
-    return [str(Path(sys.executable).parent / "ansible-playbook"), *args]
-
-
-def ansible_playbook(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        playbook_argv(*args),
-        cwd=REPO,
-        env=playbook_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=1200,
-    )
-
-
-def recap(run: subprocess.CompletedProcess[str]) -> dict[str, tuple[int, int, int]]:
-    """host -> (changed, unreachable, failed) from the PLAY RECAP."""
-    return {host: (int(c), int(u), int(f)) for host, c, u, f in RECAP.findall(run.stdout)}
-
-
-def output(run: subprocess.CompletedProcess[str]) -> str:
-    return run.stdout[-6000:] + run.stderr[-3000:]
 
 
 @dataclass

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import PROVIDER, Cluster, output, recap
+from tests.lab.playbooks import output, recap
+
+from .conftest import PROVIDER, Cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.lab_masters]
 

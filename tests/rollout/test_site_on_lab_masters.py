@@ -9,37 +9,18 @@ import base64
 import os
 import re
 import secrets
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import yaml
 from tke_kms_plugin.emulator.testing import start_emulator_process
 
-from tests.lab.apiserver import lab_env
-from tests.lab.masters import REPO, MasterLab, rollout_vars
+from tests.lab.masters import MasterLab, rollout_vars
+from tests.lab.playbooks import ansible_playbook, recap
 
 pytestmark = [pytest.mark.lab_masters, pytest.mark.e2e]
 PROVIDER = "tke-kms-plugin"
 SEEDED = 12
-RECAP = re.compile(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-
-
-def ansible_playbook(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **lab_env(),
-        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_FORCE_COLOR": "0",
-    }
-    argv = [str(Path(sys.executable).parent / "ansible-playbook"), *args]
-    return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=1200)
-
-
-def recap(run: subprocess.CompletedProcess[str]) -> dict[str, tuple[int, int, int]]:
-    return {host: (int(c), int(u), int(f)) for host, c, u, f in RECAP.findall(run.stdout)}
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,9 @@ import yaml
 from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import YamlEditError, YamlEditor
 from ansible_collections.tke.kms.plugins.modules import apiserver_manifest, apiserver_manifest_info
 
-from .conftest import MANIFESTS, run_module
+from tests.unit.collection import run_module
+
+from .conftest import MANIFESTS
 
 CHECKSUM = "3f9a6c1e0b7d4a2f8e5c9b1d6a0f3e7c2b8d4a9f1e6c0b5d7a3f8e2c9b4d1a6f"
 CONFIG = "/etc/kubernetes/encryption-provider-config.yaml"

@@ -12,7 +12,7 @@ from ansible_collections.tke.kms.plugins.module_utils import _encryption_config 
 from ansible_collections.tke.kms.plugins.module_utils._kube_version import parse_version
 from ansible_collections.tke.kms.plugins.modules import encryption_config
 
-from .conftest import run_module
+from tests.unit.collection import run_module
 
 SOCKET = "unix:///var/run/tke-kms-plugin/server.sock"
 AESCBC_SECRET = "c2VjcmV0IGlzIHNlY3VyZSwgb3IgaXMgaXQ/Cg=="

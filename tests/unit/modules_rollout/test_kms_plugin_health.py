@@ -19,7 +19,7 @@ from ansible_collections.tke.kms.plugins.modules import kms_plugin_health
 from tencentcloud.kms.v20190118 import models
 from tke_kms_plugin.protos import kms_v2_pb2_grpc
 
-from .conftest import run_module
+from tests.unit.collection import run_module
 
 
 @pytest.fixture

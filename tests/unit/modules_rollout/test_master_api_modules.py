@@ -21,8 +21,7 @@ from ansible_collections.tke.kms.plugins.modules import (
 from kubernetes import client
 
 from tests.lab import encryption
-
-from .conftest import run_module
+from tests.unit.collection import run_module
 
 pytestmark = pytest.mark.e2e
 PROVIDER = "tke-kms-plugin"

@@ -23,8 +23,8 @@ from tests.lab import encryption
 from tests.lab.apiserver import APIServerBase
 from tests.lab.etcd import Etcd
 from tests.lab.runtime import wait_for
+from tests.unit.collection import run_module
 
-from .conftest import run_module
 from .test_master_api_modules import write_manifest
 
 pytestmark = pytest.mark.e2e

@@ -14,8 +14,7 @@ from ansible_collections.tke.kms.plugins.modules import encryption_verify, secre
 from kubernetes import client
 
 from tests.lab import encryption
-
-from .conftest import run_module
+from tests.unit.collection import run_module
 
 pytestmark = pytest.mark.e2e
 OLD, NEW = "tke-kms-plugin", "tke-kms-plugin-2"
