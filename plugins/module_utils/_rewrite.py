@@ -210,7 +210,7 @@ class ProgressFile:
 
 
 class Tally:
-    """Outcomes counted per resource, names of skipped and failed objects; shared by the workers."""
+    """Outcomes counted per resource, names of missing and failed objects; shared by the workers."""
 
     def __init__(self, resources: t.Sequence[Resource], progress: t.Optional[ProgressFile]) -> None:
         self.per_resource = {r.name: dict.fromkeys(OUTCOMES, 0) for r in resources}
@@ -233,9 +233,8 @@ class Tally:
             elif outcome == FAILURES:
                 self.failures.append({"name": self.name_of(item), "error": t.cast(str, error)})
             if self.progress is not None and self.progress.due():
-                with contextlib.suppress(
-                    OSError
-                ):  # progress is for watching; a full disk must not stop the run
+                # Progress is for watching: a full disk must not stop the run.
+                with contextlib.suppress(OSError):
                     self.progress.write(self.counts(state="running"))
 
     def counts(self, **extra: t.Any) -> t.Dict[str, t.Any]:

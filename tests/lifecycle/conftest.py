@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from tke_kms_plugin.emulator.testing import start_emulator_process
+from tencentcloud.kms.v20190118 import models
+from tke_kms_plugin.emulator.testing import make_kms_client, start_emulator_process
 
-from tests.lab.masters import MasterLab, rollout_vars
+from tests.lab.masters import LAB_REGION, MasterLab, rollout_vars
 from tests.lab.playbooks import ansible_playbook
 
 PROVIDER = "tke-kms-plugin"
@@ -48,9 +49,17 @@ class Cluster:
     lab: MasterLab
     seeded: dict[str, str]
     emulator: Any
+    credentials: tuple[str, str]  # the emulator's SecretId and SecretKey
 
     def playbook(self, path: str, *extra: str) -> subprocess.CompletedProcess[str]:
         return ansible_playbook(path, "-i", str(self.lab.inventory), *extra)
+
+    def key_states(self) -> dict[str, str]:
+        """Alias -> KeyState of the emulator's KMS keys, through the Tencent SDK."""
+        client = make_kms_client(self.emulator.endpoint, *self.credentials, region=LAB_REGION)
+        request = models.ListKeyDetailRequest()
+        request.Limit = 100
+        return {key.Alias: key.KeyState for key in client.ListKeyDetail(request).KeyMetadatas}
 
     def etcd_secrets(self, namespace: str = "") -> dict[str, bytes]:
         """The raw values in etcd of every Secret (of a namespace), by key."""
@@ -105,7 +114,7 @@ def running_cluster(name: str, masters: int, seeded: int) -> Iterator[Cluster]:
         )
         values = {f"seeded-{number}": secrets.token_hex(8) for number in range(seeded)}
         lab.create_secrets(values)
-        yield Cluster(lab, values, emulator)
+        yield Cluster(lab, values, emulator, (secret_id, secret_key))
     finally:
         emulator.stop()
         lab.stop()

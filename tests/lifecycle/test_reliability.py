@@ -32,7 +32,10 @@ SECRETS = 200
 PLUGIN_POD = "tke-kms-plugin"
 ROTATED = "tke-kms-rotated"  # the provider and plugin a rotation moves to
 ROTATED_SOCKET = f"/var/run/tke-kms-plugin/{ROTATED}.sock"
-ROTATION = f"-e tke_kms_rotate_provider_name={ROTATED} -e tke_kms_rotate_key_alias=reliability-key2".split()
+ROTATION = (
+    f"-e tke_kms_rotate_provider_name={ROTATED} -e tke_kms_rotate_key_alias=reliability-key2"
+    " -e tke_kms_rotate_delete_old_key=true"
+).split()
 AFTER_ROTATION = (
     f"-e tke_kms_provider_name={ROTATED} -e tke_kms_plugin_name={ROTATED} -e tke_kms_socket={ROTATED_SOCKET}"
 ).split()
@@ -160,6 +163,8 @@ def test_rotate_yml_with_kms_throttling_and_latency(suite: Cluster) -> None:
         assert providers(master) == [f"kms:{ROTATED}", "identity"], master.name
         assert not master.pods(PLUGIN_POD), f"{master.name} still runs the old plugin"
         assert master.pods(ROTATED), f"{master.name} does not run the new plugin"
+    states = cluster.key_states()
+    assert (states["lifecycle-test"], states["reliability-key2"]) == ("PendingDelete", "Enabled"), states
     intact, storage = check_intact(cluster, f"k8s:enc:kms:v1:{ROTATED}:".encode())
     RELIABILITY_TABLE.append(
         Row("rotate.yml", f"KMS throttled to 25/s, +20-60 ms ({throttled} throttled)", intact, storage)
