@@ -3,14 +3,20 @@
 Runs on the event loop; the SDK calls themselves run on worker threads through CallRunner. Adds to the
 plain calls: the decrypt cache (with identical concurrent Decrypts joined into one Tencent call), the
 health state fed by every outcome, and the background DescribeKey probe.
+
+A joined Decrypt runs with the deadline of the caller that started it. When it fails for lack of time (its
+deadline, or no limiter slot before it) a caller whose own deadline is later starts a new call with the time
+it has left, so kube-apiserver's 3 s callers never inherit the failure of a shorter one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 import grpc
@@ -19,7 +25,7 @@ from .cache import DecryptCache
 from .errors import ErrorKind, KmsError, bad_input, deadline_exceeded
 from .health import HealthState, Snapshot, State
 from .metrics import Metrics
-from .retry import CallRunner
+from .retry import MIN_ATTEMPT, CallRunner
 from .service import DecryptResult, EncryptResult
 from .tencent import DecryptAnswer, TencentClient
 
@@ -48,6 +54,18 @@ def check_plaintext(plaintext: bytes) -> None:
         raise bad_input(f"plaintext is {len(plaintext)} bytes; Tencent KMS encrypts at most {MAX_PLAINTEXT}")
 
 
+@dataclass(frozen=True)
+class _SharedDecrypt:
+    """One Tencent Decrypt that every caller asking for the same ciphertext meanwhile waits for."""
+
+    task: asyncio.Task[DecryptAnswer]
+    deadline: float  # of the caller that started it (math.inf: none)
+
+
+def _latest(deadline: float | None) -> float:
+    return math.inf if deadline is None else deadline
+
+
 class TencentKmsService:
     def __init__(
         self,
@@ -68,7 +86,7 @@ class TencentKmsService:
         self.cache = cache
         self.on_credentials_rejected = on_credentials_rejected
         self.probe_requested = asyncio.Event()
-        self._decrypts_in_flight: dict[bytes, asyncio.Task[DecryptAnswer]] = {}
+        self._decrypts_in_flight: dict[bytes, _SharedDecrypt] = {}
         health.subscribe(self._on_health_change)
 
     def status(self) -> Snapshot:
@@ -104,24 +122,47 @@ class TencentKmsService:
                 self.metrics.cache_lookups.labels("hit").inc()
                 log.debug("decrypted from cache", extra={"fields": {"uid": uid}})
                 return DecryptResult(cached.plaintext, cached.tencent_key_id)
-        task = self._decrypts_in_flight.get(ciphertext)
-        if task is None:
-            self.metrics.cache_lookups.labels("miss").inc()
-            task = asyncio.create_task(self._decrypt_remote(ciphertext, blob, deadline, uid))
-            self._decrypts_in_flight[ciphertext] = task
-            task.add_done_callback(partial(self._forget_decrypt, ciphertext))
-        else:
+        while True:
+            shared = self._shared_decrypt(ciphertext, blob, deadline, uid)
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            try:
+                answer = await asyncio.wait_for(asyncio.shield(shared.task), timeout=remaining)
+            except TimeoutError:
+                raise deadline_exceeded() from None
+            except KmsError as error:
+                if self._worth_retrying(error, shared, deadline):
+                    continue
+                raise
+            log.debug("decrypted", extra={"fields": {"uid": uid, "request_id": answer.request_id}})
+            return DecryptResult(answer.plaintext, answer.key_id)
+
+    def _shared_decrypt(
+        self, ciphertext: bytes, blob: str, deadline: float | None, uid: str
+    ) -> _SharedDecrypt:
+        """The Tencent Decrypt in flight for this ciphertext, or a new one bound to this caller's deadline."""
+        shared = self._decrypts_in_flight.get(ciphertext)
+        if shared is not None:
             self.metrics.cache_lookups.labels("joined").inc()
-        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-        try:
-            answer = await asyncio.wait_for(asyncio.shield(task), timeout=remaining)
-        except TimeoutError:
-            raise deadline_exceeded() from None
-        log.debug("decrypted", extra={"fields": {"uid": uid, "request_id": answer.request_id}})
-        return DecryptResult(answer.plaintext, answer.key_id)
+            return shared
+        self.metrics.cache_lookups.labels("miss").inc()
+        task = asyncio.create_task(self._decrypt_remote(ciphertext, blob, deadline, uid))
+        shared = self._decrypts_in_flight[ciphertext] = _SharedDecrypt(task, _latest(deadline))
+        task.add_done_callback(partial(self._forget_decrypt, ciphertext))
+        return shared
+
+    @staticmethod
+    def _worth_retrying(error: KmsError, shared: _SharedDecrypt, deadline: float | None) -> bool:
+        """A joined call ran out of its first caller's time (or was refused a slot before that deadline):
+        a caller with a later deadline starts its own call instead of inheriting that failure."""
+        if error.kind not in (ErrorKind.DEADLINE, ErrorKind.TRANSIENT):
+            return False
+        mine = _latest(deadline)
+        return mine > shared.deadline and mine - time.monotonic() >= MIN_ATTEMPT
 
     def _forget_decrypt(self, ciphertext: bytes, task: asyncio.Task[DecryptAnswer]) -> None:
-        self._decrypts_in_flight.pop(ciphertext, None)
+        shared = self._decrypts_in_flight.get(ciphertext)
+        if shared is not None and shared.task is task:
+            del self._decrypts_in_flight[ciphertext]
         if not task.cancelled():
             task.exception()  # retrieved here: when every caller gave up, nothing else reads it
 
