@@ -249,10 +249,17 @@ def test_temporary_credentials_refresh_before_expiry() -> None:
 
 
 def test_v2_key_id_and_annotations_validation() -> None:
-    assert tencent_key_of("tencentcloud:kms:ap-guangzhou:kid-1") == "kid-1"
-    for bad in ("", "kid-1", "tencentcloud:kms::kid", "tencentcloud:kms:region:", "x" * 2000):
+    assert tencent_key_of("tencentcloud:kms:ap-guangzhou:kid-1", "ap-guangzhou") == "kid-1"
+    for bad in (
+        "",
+        "kid-1",
+        "tencentcloud:kms::kid",
+        "tencentcloud:kms:ap-guangzhou:",
+        "tencentcloud:kms:ap-beijing:kid-1",  # another region's key
+        "x" * 2000,
+    ):
         with pytest.raises(KmsError):
-            tencent_key_of(bad)
+            tencent_key_of(bad, "ap-guangzhou")
     assert is_dns1123_subdomain("version.tke-kms-plugin.tencentcloud.com")
     for bad in ("Upper.case", "-lead", "trail-", "a..b", "", "a" * 254, "under_score"):
         assert not is_dns1123_subdomain(bad)

@@ -36,8 +36,8 @@ def is_dns1123_subdomain(name: str) -> bool:
     return len(name) <= 253 and _DNS1123_SUBDOMAIN.fullmatch(name) is not None
 
 
-def tencent_key_of(key_id: str) -> str:
-    """The Tencent KeyId inside a v2 key_id this plugin issued; INVALID_ARGUMENT for anything else."""
+def parse_key_id(key_id: str) -> tuple[str, str]:
+    """(region, Tencent KeyId) of a v2 key_id this plugin issued; INVALID_ARGUMENT for anything else."""
     if not key_id:
         raise bad_input("key_id is empty")
     if len(key_id) > MAX_KEY_ID:
@@ -46,6 +46,18 @@ def tencent_key_of(key_id: str) -> str:
     if not key_id.startswith(KEY_ID_PREFIX) or not region or not tencent_key:
         raise bad_input(
             f"key_id {key_id[:100]!r} was not issued by tke-kms-plugin ({KEY_ID_PREFIX}REGION:KEYID)"
+        )
+    return region, tencent_key
+
+
+def tencent_key_of(key_id: str, region: str) -> str:
+    """The Tencent KeyId inside a v2 key_id, which must name this plugin's region: a Tencent key lives in one
+    region, so a ciphertext from another region's key can only be decrypted by a plugin for that region."""
+    key_region, tencent_key = parse_key_id(key_id)
+    if key_region != region:
+        raise bad_input(
+            f"key_id names region {key_region[:50]!r} but this plugin serves region {region!r} (--region); "
+            f"decrypt it with a plugin configured for {key_region[:50]!r}"
         )
     return tencent_key
 
@@ -66,6 +78,7 @@ class KeyManagementServiceV2(pb_grpc.KeyManagementServiceServicer):
         self.service = service
         self.metrics = metrics
         self.key_id = key_id
+        self.region = key_id.removeprefix(KEY_ID_PREFIX).partition(":")[0]
 
     @instrumented(API_VERSION, "Status")
     async def Status(self, request: pb.StatusRequest, context: grpc.aio.ServicerContext) -> pb.StatusResponse:
@@ -94,7 +107,7 @@ class KeyManagementServiceV2(pb_grpc.KeyManagementServiceServicer):
     async def Decrypt(
         self, request: pb.DecryptRequest, context: grpc.aio.ServicerContext
     ) -> pb.DecryptResponse:
-        expected_key = tencent_key_of(request.key_id)
+        expected_key = tencent_key_of(request.key_id, self.region)
         check_annotations(dict(request.annotations))
         if len(request.ciphertext) > MAX_CIPHERTEXT:
             raise bad_input(
