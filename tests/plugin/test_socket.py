@@ -19,7 +19,7 @@ from tke_kms_plugin.protos import kms_v1beta1_pb2 as v1
 from tests.fixtures.emulator import TEST_REGION, TEST_SECRET_ID, TEST_SECRET_KEY
 from tests.fixtures.plugin import PluginProcess, kms_v1_stub, launch_plugin, plugin_args, plugin_env
 
-from .conftest import http_get, wait_until
+from .conftest import http_get, status_is_ok, wait_until
 
 UNREACHABLE = "127.0.0.1:1"  # nothing listens on port 1: the plugin must serve anyway
 
@@ -97,9 +97,24 @@ def test_refuses_to_take_over_a_live_socket(
     first = start_offline(start_plugin, plugin_socket)
     inode = os.lstat(plugin_socket).st_ino
     code, log = run_to_exit(plugin_socket, tmp_path)
-    assert code == 1 and "already listening" in log
+    assert code == 1 and f"another tke-kms-plugin (pid {first.pid}) holds {plugin_socket}.lock" in log
     assert os.lstat(plugin_socket).st_ino == inode
     assert serves(plugin_socket) and first.process.poll() is None
+
+
+def test_refuses_to_take_over_a_socket_another_program_listens_on(plugin_socket: str, tmp_path: Path) -> None:
+    """No lock file there (the Go plugin, a plugin of an older version): the socket answers, so it is live."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(plugin_socket)
+    listener.listen(8)
+    try:
+        inode = os.lstat(plugin_socket).st_ino
+        code, log = run_to_exit(plugin_socket, tmp_path)
+        assert code == 1 and "already listening" in log
+        assert os.lstat(plugin_socket).st_ino == inode
+        assert not os.path.exists(f"{plugin_socket}.lock")
+    finally:
+        listener.close()
 
 
 def test_replaces_a_stale_socket(plugin_socket: str, start_plugin: Callable[..., PluginProcess]) -> None:
@@ -122,6 +137,8 @@ def test_sigterm_finishes_in_flight_calls_then_exits_0(
         secret_id=TEST_SECRET_ID,
         secret_key=TEST_SECRET_KEY,
     )
+    # The start-up DescribeKey probe is a Tencent call in flight too: let it finish first.
+    wait_until(lambda: status_is_ok(plugin_socket), what="first probe done")
     emulator.set_latency("Encrypt", fixed_ms=800)
     call = kms_v1_stub(plugin_socket).Encrypt.future(
         v1.EncryptRequest(version="v1beta1", plain=b"\x01" * 32), timeout=3
@@ -151,6 +168,7 @@ def test_sigterm_is_bounded_by_the_grace_period(
         secret_key=TEST_SECRET_KEY,
         extra_args=["--shutdown-grace=300ms"],
     )
+    wait_until(lambda: status_is_ok(plugin_socket), what="first probe done")
     emulator.set_latency("Encrypt", fixed_ms=20_000)
     call = kms_v1_stub(plugin_socket).Encrypt.future(v1.EncryptRequest(version="v1beta1", plain=b"\x01" * 32))
     wait_until(

@@ -20,10 +20,10 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as grpc_health_aio
 
-from ..protos import kms_v1beta1_pb2_grpc, kms_v2_pb2_grpc
+from ..protos import kms_v1beta1_pb2, kms_v2_pb2
 from . import unix_socket
 from .cache import DecryptCache
 from .config import Config, split_host_port
@@ -32,6 +32,7 @@ from .health import HealthState, Snapshot
 from .http_endpoints import ProbeServer
 from .metrics import Metrics
 from .retry import CallRunner
+from .rpc import add_service
 from .service import KmsService
 from .servicer_v1 import KeyManagementServiceV1
 from .servicer_v2 import KeyManagementServiceV2
@@ -43,6 +44,13 @@ KMS_SERVICE_NAMES = ("v1beta1.KeyManagementService", "v2.KeyManagementService")
 CREDENTIAL_CHECK_INTERVAL = 10.0  # how often a credentials file is checked for changes
 RECHECK_GAP = 0.5  # at most two credential re-reads per second after Tencent rejected them
 HEARTBEAT_INTERVAL = 1.0
+HTTP_SERVICE = "tke-kms-plugin.http"  # grpc.health.v1 name of the HTTP listener: NOT_SERVING while unbound
+HTTP_RETRY_FIRST = 1.0  # binding --metrics-address is retried after 1 s, then backing off up to 30 s
+HTTP_RETRY_MAX = 30.0
+# The largest request kube-apiserver sends is a v2 Decrypt: 1 KiB ciphertext + 1 KiB key_id + 32 KiB of
+# annotations + a uid, about 35 KiB with framing (v1: a ciphertext under 8 KiB). 64 KiB never refuses one
+# of those and keeps gRPC's 4 MiB default from buffering junk before the handler can refuse it.
+MAX_RECEIVE_MESSAGE = 64 * 1024
 
 Background = Callable[[], Awaitable[None]]
 
@@ -69,36 +77,93 @@ class PluginServer:
         self._grpc_health = grpc_health_aio.HealthServicer()
         self._tasks: list[asyncio.Task[None]] = []
         self._socket_stat: os.stat_result | None = None
+        self._lock = unix_socket.SocketLock(config.unix_socket)
+        self._http_failures = 0
         health.subscribe(self._on_health_change)
 
     async def start(self) -> None:
-        unix_socket.prepare(self.config.unix_socket)
-        server = grpc.aio.server()
-        kms_v1beta1_pb2_grpc.add_KeyManagementServiceServicer_to_server(
-            KeyManagementServiceV1(self.service, self.metrics), server
-        )
-        kms_v2_pb2_grpc.add_KeyManagementServiceServicer_to_server(
-            KeyManagementServiceV2(self.service, self.metrics, self.config.v2_key_id), server
-        )
-        health_pb2_grpc.add_HealthServicer_to_server(self._grpc_health, server)
-        with unix_socket.restrictive_umask():
-            server.add_insecure_port(f"unix:{self.config.unix_socket}")
-            await server.start()
-        self._grpc = server
-        self._socket_stat = unix_socket.secure(self.config.unix_socket, self.config.socket_group)
+        """Take the socket (lock, stale check, bind, secure), then the HTTP listener and background tasks.
+        Nothing is left behind when this fails: no socket, no lock, no server."""
+        unix_socket.ensure_parent(self.config.unix_socket)
+        self._lock.acquire()
+        try:
+            await self._start_grpc()
+        except BaseException:
+            await self._abandon_start()
+            raise
         await self._grpc_health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self._publish_kms_health()
-        if self.config.metrics_address:
-            host, port = split_host_port(self.config.metrics_address)
-            self.probe_server = ProbeServer(
-                host, port, self.metrics, self.health.snapshot, lambda: self.heartbeat
-            )
-            self.probe_server.start()
         self._tasks = [asyncio.create_task(self._beat(), name="heartbeat")]
+        if self.config.metrics_address and not await self._start_http_listener():
+            self._tasks.append(asyncio.create_task(self._retry_http_listener(), name="http-listener"))
         self._tasks += [
             asyncio.create_task(self._guarded(job), name=f"background-{i}")
             for i, job in enumerate(self.background)
         ]
+
+    async def _start_grpc(self) -> None:
+        path = self.config.unix_socket
+        unix_socket.clear_stale(path)
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_RECEIVE_MESSAGE)])
+        self._grpc = server
+        v1_servicer = KeyManagementServiceV1(self.service, self.metrics)
+        v2_servicer = KeyManagementServiceV2(self.service, self.metrics, self.config.v2_key_id)
+        for descriptor, servicer in (
+            (kms_v1beta1_pb2.DESCRIPTOR.services_by_name["KeyManagementService"], v1_servicer),
+            (kms_v2_pb2.DESCRIPTOR.services_by_name["KeyManagementService"], v2_servicer),
+            (health_pb2.DESCRIPTOR.services_by_name["Health"], self._grpc_health),
+        ):
+            add_service(server, descriptor, servicer, self.metrics)
+        with unix_socket.restrictive_umask():
+            server.add_insecure_port(f"unix:{path}")
+            await server.start()
+        self._socket_stat = os.lstat(path)
+        unix_socket.secure(path, self.config.socket_group)
+
+    async def _abandon_start(self) -> None:
+        if self._grpc is not None:
+            await self._grpc.stop(None)
+            self._grpc = None
+        unix_socket.remove_if_ours(self.config.unix_socket, self._socket_stat)
+        self._lock.release()
+
+    async def _start_http_listener(self) -> bool:
+        """Bind --metrics-address. It is optional for kube-apiserver: a failure is reported (grpc health,
+        metrics, one log line), never fatal."""
+        host, port = split_host_port(self.config.metrics_address or "")
+        try:
+            probe_server = ProbeServer(host, port, self.metrics, self.health.snapshot, lambda: self.heartbeat)
+        except OSError as exc:
+            self.metrics.http_bind_failures.inc()
+            if not self._http_failures:
+                self.metrics.http_listener_up.set(0)
+                await self._grpc_health.set(HTTP_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+                log.error(
+                    "HTTP listener not started; the KMS socket serves without it, binding is retried",
+                    extra={
+                        "fields": {"address": self.config.metrics_address, "error": exc.strerror or str(exc)}
+                    },
+                )
+            self._http_failures += 1
+            return False
+        probe_server.start()
+        self.probe_server = probe_server
+        self.metrics.http_listener_up.set(1)
+        await self._grpc_health.set(HTTP_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        if self._http_failures:
+            log.info(
+                "HTTP listener started",
+                extra={"fields": {"address": probe_server.address, "failed_attempts": self._http_failures}},
+            )
+        return True
+
+    async def _retry_http_listener(self) -> None:
+        delay = HTTP_RETRY_FIRST
+        while True:
+            await asyncio.sleep(delay)
+            if await self._start_http_listener():
+                return
+            delay = min(delay * 2, HTTP_RETRY_MAX)
 
     async def stop(self) -> None:
         """Stop accepting calls, let in-flight ones finish (bounded by shutdown_grace), clean up."""
@@ -111,6 +176,7 @@ class PluginServer:
         if self.probe_server is not None:
             self.probe_server.stop()
         unix_socket.remove_if_ours(self.config.unix_socket, self._socket_stat)
+        self._lock.release()
 
     async def _beat(self) -> None:
         while True:

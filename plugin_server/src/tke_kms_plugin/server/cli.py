@@ -3,14 +3,16 @@
     tke-kms-plugin --region=R --key-id=K [--unix-socket=PATH] [--v=N] [more flags, see --help]
     tke-kms-plugin health-check [--unix-socket=PATH] [--deep] [--timeout=5s]
 
-Exit status: 0 after a clean SIGTERM/SIGINT; 1 when the socket cannot be taken or serving fails;
-2 for bad flags, a missing --key-id or unusable credentials configuration.
+Exit status: 0 after a clean SIGTERM/SIGINT; 1 when the socket cannot be taken (another plugin holds it, a
+path that is not a socket) or serving fails; 2 for bad flags (an unknown --socket-group too), a missing
+--key-id or unusable credentials configuration. Every start-up error is one line on stderr, no traceback.
 Imports stay light until the flags are valid, so errors and the health check answer quickly.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -139,6 +141,16 @@ def server_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_socket_group(group: str) -> None:
+    """Before anything is created: a bad group must not leave a socket (or a traceback) behind."""
+    from .unix_socket import group_id  # noqa: PLC0415
+
+    try:
+        group_id(group)
+    except KeyError:
+        raise ConfigError(f"--socket-group {group!r}: no such group") from None
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     key_id = args.key_id.strip()
     if not key_id:
@@ -149,6 +161,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         raise ConfigError("--max-inflight must be at least 1")
     if args.metrics_address:
         split_host_port(args.metrics_address)
+    if args.socket_group:
+        check_socket_group(args.socket_group)
     return Config(
         key_id=key_id,
         region=args.region.strip(),
@@ -184,7 +198,6 @@ def run_server(argv: Sequence[str]) -> int:
         return EXIT_USAGE
 
     import asyncio  # noqa: PLC0415  (heavy imports only once the flags are valid)
-    import logging  # noqa: PLC0415
 
     from . import app, logs  # noqa: PLC0415
     from .credentials import CredentialError, resolve_source  # noqa: PLC0415
@@ -203,13 +216,19 @@ def run_server(argv: Sequence[str]) -> int:
     try:
         asyncio.run(app.serve_until_signalled(plugin))
     except (SocketPathError, OSError, RuntimeError) as exc:
-        log.error("cannot serve", extra={"fields": {"error": str(exc)}})
-        print(f"tke-kms-plugin: error: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return _cannot_serve(log, str(exc))
+    except Exception as exc:  # a bug: still one line, never a traceback on an operator's console
+        return _cannot_serve(log, f"unexpected {type(exc).__name__}: {exc}")
     # Served and stopped cleanly. A worker thread may still sit in an HTTP call whose caller has gone (it
     # ends at its own timeout); the interpreter would wait for it, so leave now: shutdown stays bounded.
     logging.shutdown()
     os._exit(0)
+
+
+def _cannot_serve(log: logging.Logger, error: str) -> int:
+    log.error("cannot serve", extra={"fields": {"error": error}})
+    print(f"tke-kms-plugin: error: {error}", file=sys.stderr)
+    return EXIT_FAILURE
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,7 +1,9 @@
 """`tke-kms-plugin health-check`: is the plugin on this socket alive?
 
 Default (liveness, what an exec probe should run): grpc.health.v1 says SERVING and v1beta1 Version answers.
-It makes no Tencent call, so a KMS outage or a disabled key never gets the plugin restarted in a loop.
+It makes no Tencent call, so a KMS outage or a disabled key never gets the plugin restarted in a loop. An
+HTTP listener that could not bind --metrics-address is mentioned in the summary but is not a failure: a
+restart would not free the port, and kube-apiserver only needs the socket.
 `--deep` adds a KMS v2 Encrypt + Decrypt round trip (two Tencent calls). Everything shares one --timeout.
 Exit 0 healthy; 1 unhealthy, with one line on stderr saying why; 2 for bad flags.
 """
@@ -15,10 +17,15 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .config import DEFAULT_SOCKET, ConfigError, parse_duration
 
+if TYPE_CHECKING:
+    import grpc
+
 PROBE_PLAINTEXT = b"tke-kms-plugin health-check"
+HTTP_SERVICE = "tke-kms-plugin.http"  # as app.HTTP_SERVICE (not imported: it would load grpc.aio and more)
 
 
 class Unhealthy(Exception):
@@ -75,7 +82,8 @@ def check(socket_path: str, *, deep: bool, timeout: float) -> str:
             if version.version != "v1beta1":
                 raise Unhealthy(f"v1beta1 Version answered version {version.version!r}")
             if not deep:
-                return f"ok: {version.runtime_name} {version.runtime_version} serving on {socket_path}"
+                summary = f"ok: {version.runtime_name} {version.runtime_version} serving on {socket_path}"
+                return summary + _http_listener_note(channel, remaining())
             v2 = kms_v2_pb2_grpc.KeyManagementServiceStub(channel)
             uid = f"health-check-{uuid.uuid4()}"
             encrypted = v2.Encrypt(
@@ -99,6 +107,22 @@ def check(socket_path: str, *, deep: bool, timeout: float) -> str:
             if code is grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise Unhealthy(f"timed out after {timeout:g}s ({detail})") from None
             raise Unhealthy(f"{code.name if code else 'UNKNOWN'}: {detail}") from None
+
+
+def _http_listener_note(channel: grpc.Channel, timeout: float) -> str:
+    """A warning when the plugin reports its HTTP listener unbound; "" otherwise (also when it is off)."""
+    import grpc  # noqa: PLC0415
+    from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: PLC0415
+
+    try:
+        answer = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=HTTP_SERVICE), timeout=timeout
+        )
+    except grpc.RpcError:
+        return ""
+    if answer.status == health_pb2.HealthCheckResponse.NOT_SERVING:
+        return "; warning: HTTP listener (--metrics-address) not serving, see the plugin's log"
+    return ""
 
 
 def run_health_check(argv: Sequence[str]) -> int:

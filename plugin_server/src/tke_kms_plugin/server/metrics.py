@@ -91,6 +91,16 @@ class Metrics:
             "Times the decrypt cache was dropped (key unusable).",
             registry=r,
         )
+        self.http_listener_up = Gauge(
+            f"{PREFIX}_http_listener_up",
+            "1 while the HTTP listener (--metrics-address) serves, 0 while its address cannot be bound.",
+            registry=r,
+        )
+        self.http_bind_failures = Counter(
+            f"{PREFIX}_http_listener_bind_failures_total",
+            "Failed attempts to bind --metrics-address (the KMS socket serves meanwhile; retried).",
+            registry=r,
+        )
         self.set_health(Snapshot(State.STARTING, "", 0.0))
         self._call_children: dict[tuple[str, str, str], Histogram] = {}
 
