@@ -29,7 +29,7 @@ def lab() -> Iterator[tuple[MasterLab, dict[str, str]]]:
         pytest.skip("chroot masters need root")
     masters = MasterLab(f"rollout-{os.getpid()}", 2).start()
     secret_id, secret_key = "AKIDtkekmsrollout", secrets.token_urlsafe(24)
-    emulator = start_emulator_process({secret_id: secret_key})
+    emulator = start_emulator_process({secret_id: secret_key}, host=masters.gateway)
     try:
         masters.write_inventory(
             rollout_vars(
@@ -37,6 +37,8 @@ def lab() -> Iterator[tuple[MasterLab, dict[str, str]]]:
                 secret_id,
                 secret_key,
                 tke_kms_key_alias="rollout-test",
+                # Shorter than the default 300 s: the restore test waits this long for an apiserver
+                # that cannot come back. The lab works with the default.
                 tke_kms_apiserver_timeout=60,
             )
         )
