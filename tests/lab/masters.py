@@ -744,15 +744,19 @@ class MasterLab:
         except (OSError, ValueError):
             return None
         lab = cls(state["name"], len(state["masters"]), directory=directory)
+        lab.state = state
+        if "network" not in state:  # recorded by a lab version without network namespaces
+            return lab
         lab.network = LabNetwork.from_record(state["network"])
         lab.masters = [
             Master(m["name"], Path(m["directory"]), MasterNet(**m["net"])) for m in state["masters"]
         ]
-        lab.state = state
         return lab
 
     def problems(self) -> list[str]:
         """What is wrong with a recorded lab: dead processes, missing mounts, apiservers not ready."""
+        if self.network is None:
+            return ["no lab network recorded (started by an older version of the lab): restart it"]
         found = []
         records = [("etcd", self.state.get("etcd") or {})] + [
             (f"node agent {i + 1}", record) for i, record in enumerate(self.state.get("agents", []))
