@@ -164,7 +164,13 @@ def test_the_plugin_as_a_static_pod_answers_on_every_master(lab, tmp_path) -> No
                     "roles": [
                         {
                             "role": "tke.kms.kms_plugin",
-                            "vars": {"kms_plugin_mode": "static_pod", "kms_plugin_socket": socket},
+                            "vars": {
+                                "kms_plugin_mode": "static_pod",
+                                "kms_plugin_socket": socket,
+                                # A second plugin on the same master, as on a real host: the DaemonSet's
+                                # plugin holds the default 127.0.0.1:9876 in this master's network.
+                                "kms_plugin_metrics_address": "127.0.0.1:9877",
+                            },
                         }
                     ],
                 },
