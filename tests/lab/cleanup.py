@@ -1,4 +1,5 @@
-"""Reap what lab runs left behind: recorded PIDs, then mounts under the lab run dir.
+"""Reap what lab runs left behind: recorded PIDs, mounts under the lab run dir, then the networks
+(bridge, veths, namespaces; tests/lab/netns.py) of labs whose owner died.
 
 `python -m tests.lab.cleanup [--quiet]` (.ci/run calls it on exit). Only processes recorded in
 RUN_ROOT/pids are touched, and only while their kernel start time still matches the record, so a
@@ -16,6 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.lab import netns
 from tests.lab.process import proc_is_live
 from tests.lab.runtime import PID_DIR, RUN_ROOT
 
@@ -74,9 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     killed = kill_recorded()
     unmounted = unmount_all(RUN_ROOT.resolve()) if RUN_ROOT.exists() else []
+    networks = netns.reap_orphans()
     if not args.quiet:
         print(
-            f"lab cleanup: stopped {len(killed)} process(es) {killed}, unmounted {len(unmounted)} {unmounted}"
+            f"lab cleanup: stopped {len(killed)} process(es) {killed},"
+            f" unmounted {len(unmounted)} {unmounted}, deleted {len(networks)} lab network(s) {networks}"
         )
     return 0
 

@@ -63,11 +63,13 @@ def read_demo_state() -> dict[str, Any]:
         return {}
 
 
-def ensure_emulator() -> dict[str, Any]:
+def ensure_emulator(lab: MasterLab) -> dict[str, Any]:
     state = read_demo_state()
     emulator = state.get("emulator")
     if emulator and recorded_alive(emulator["pid"], emulator["start_time"]):
-        return state
+        if emulator["endpoint"].startswith(f"http://{lab.gateway}:"):
+            return state
+        stop_emulator()  # bound to the gateway of a lab that is gone
     secret_id, secret_key = "AKIDtkekmsdemo", secrets.token_urlsafe(24)
     log = DEMO_DIR / "emulator.log"
     env = {**lab_env(), "TKE_KMS_EMULATOR_CREDENTIALS": f"{secret_id}:{secret_key}"}
@@ -76,7 +78,7 @@ def ensure_emulator() -> dict[str, Any]:
         "-m",
         "tke_kms_plugin.emulator",
         "--host",
-        "127.0.0.1",
+        lab.gateway,  # the masters, in their own network namespaces, reach the host there
         "--port",
         "0",
         "--state",
@@ -207,7 +209,7 @@ def verify(lab: MasterLab) -> bool:
 def up() -> int:
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
     lab = ensure_lab()
-    state = ensure_emulator()
+    state = ensure_emulator(lab)
     lab.write_inventory(inventory_vars(state))
     say(f"inventory: {lab.inventory} (group masters, community.general.chroot)")
     if not (REPO / "site.yml").exists():

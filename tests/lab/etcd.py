@@ -1,4 +1,5 @@
-"""A single-member etcd on loopback with mutual TLS, and raw reads of what the apiserver stored."""
+"""A single-member etcd with mutual TLS (on loopback, or on a lab network's gateway), and raw reads of
+what the apiserver stored."""
 
 from __future__ import annotations
 
@@ -54,8 +55,17 @@ def _b64(data: bytes) -> str:
 class Etcd:
     """etcd (Debian's etcd-server) with its data, certs and log under `directory`."""
 
-    def __init__(self, directory: Path, pki: LabPKI, *, binary_dir: Path | None = None, name: str = "etcd"):
+    def __init__(
+        self,
+        directory: Path,
+        pki: LabPKI,
+        *,
+        binary_dir: Path | None = None,
+        name: str = "etcd",
+        host: str = LOOPBACK,
+    ):
         self.directory = Path(directory)
+        self.host = host  # the address it listens on (a lab network's gateway for namespaced masters)
         self.pki = pki
         self.name = name
         self.binary_dir = Path(binary_dir or Path(shutil.which("etcd") or "/usr/bin/etcd").parent)
@@ -67,11 +77,11 @@ class Etcd:
             f"{name}-server",
             name,
             dns_names=("localhost",),
-            ip_addresses=(LOOPBACK,),
+            ip_addresses=tuple(dict.fromkeys((host, LOOPBACK))),
             server=True,
             client=True,
         )
-        self.peer = pki.issue(f"{name}-peer", name, ip_addresses=(LOOPBACK,), server=True, client=True)
+        self.peer = pki.issue(f"{name}-peer", name, ip_addresses=(host,), server=True, client=True)
         # The same client identity kubeadm gives kube-apiserver for etcd.
         self.client = pki.client_cert(f"{name}-client", "kube-apiserver-etcd-client", ("system:masters",))
         self.process = ManagedProcess(name, self._argv(), self.directory / f"{name}.log")
@@ -82,14 +92,14 @@ class Etcd:
 
     @property
     def url(self) -> str:
-        return f"https://{LOOPBACK}:{self.client_port}"
+        return f"https://{self.host}:{self.client_port}"
 
     def client_config(self, credentials: CertPair | None = None) -> EtcdClientConfig:
         creds = credentials or self.client
         return EtcdClientConfig(self.url, self.pki.ca.cert, creds.cert, creds.key)
 
     def _argv(self) -> list[str]:
-        peer_url = f"https://{LOOPBACK}:{self.peer_port}"
+        peer_url = f"https://{self.host}:{self.peer_port}"
         return [
             self.binary_dir / "etcd",
             f"--name={self.name}",

@@ -4,11 +4,14 @@ One cached debootstrap rootfs (tests/lab/build/rootfs.sh) is the read-only botto
 layer on top adds the control-plane binaries in /usr/local/bin, our plugin installed into the venv,
 and `/tke-kms-plugin` (the image's entrypoint). Each master is an overlayfs mount of those two layers
 with its own upper dir, plus /proc, holding a kubeadm-like /etc/kubernetes (static-pod manifests,
-pki, kubeconfigs). All masters share the host network, so each has its own loopback ports; they
-share one external etcd. A node agent per master (tests/lab/node_agent) plays the kubelet.
+pki, kubeconfigs). Each master has its own network namespace on a per-lab bridge (tests/lab/netns.py):
+its own loopback and address, so its components listen on kubeadm's ports (6443, 10257, 10259) and
+the plugin on its default 127.0.0.1:9876, the same on every master. They share one external etcd on
+the bridge's host address. A node agent per master (tests/lab/node_agent) plays the kubelet inside
+that master's namespace; Ansible enters it too (`ansible_chroot_exe`, a wrapper around chroot).
 
 Everything lives under RUN_ROOT/masters/<lab name>/ and every process is a recorded ManagedProcess,
-so `python -m tests.lab.cleanup` can reap a lab whose owner died.
+so `python -m tests.lab.cleanup` can reap a lab whose owner died (and its network).
 """
 
 from __future__ import annotations
@@ -28,14 +31,15 @@ from typing import Any
 import requests
 import yaml
 
-from tests.lab import binaries
+from tests.lab import binaries, netns
 from tests.lab.apiserver import SERVICE_CIDR, SERVICE_IP, lab_env
 from tests.lab.cleanup import mounts_under, unmount_all
 from tests.lab.etcd import Etcd
+from tests.lab.netns import LabNetwork, MasterNet
 from tests.lab.node_agent.config import AgentConfig
 from tests.lab.pki import LabPKI
 from tests.lab.process import ManagedProcess, proc_start_time
-from tests.lab.runtime import LOOPBACK, PID_DIR, RUN_ROOT, LabError, free_port, wait_for
+from tests.lab.runtime import LOOPBACK, PID_DIR, RUN_ROOT, LabError, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 ROOTFS_SCRIPT = REPO / "tests/lab/build/rootfs.sh"
@@ -44,6 +48,10 @@ CHROOT = "/usr/sbin/chroot"
 PLUGIN_VENV = "/opt/tke-kms-plugin/venv"
 PLUGIN_ENTRYPOINT = "/tke-kms-plugin"
 CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+# kubeadm's ports, the same on every master: each master has its own network namespace.
+APISERVER_PORT = 6443
+CONTROLLER_MANAGER_PORT = 10257
+SCHEDULER_PORT = 10259
 READY_TIMEOUT = 240.0
 STATE_FILE = "lab.json"
 LAB_REGION = "ap-guangzhou"
@@ -57,8 +65,6 @@ def rollout_vars(kms_endpoint: str, secret_id: str, secret_key: str, **overrides
         "tke_kms_secret_key": secret_key,
         "tke_kms_api_endpoint": kms_endpoint,
         "tke_kms_plugin_image": "localhost/tke-kms-plugin:0.1.0",
-        # All masters share the host's network here: one metrics port per host would collide.
-        "kms_plugin_metrics_address": "",
         **overrides,
     }
 
@@ -165,16 +171,23 @@ def build_layer(directory: Path, base: Path) -> Path:
     return layer
 
 
+CHROOT_EXE = """#!/bin/sh
+# community.general.chroot runs `<this> <chroot dir> <command>`: enter {name}'s network namespace first.
+exec {enter} {chroot} "$@"
+"""
+
+
 @dataclass
 class Master:
-    """One chroot master: its overlay, its ports, its node agent."""
+    """One chroot master: its overlay, its network namespace, its node agent."""
 
     name: str
     directory: Path
-    apiserver_port: int
-    controller_manager_port: int
-    scheduler_port: int
+    net: MasterNet
     agent: ManagedProcess | None = field(default=None, repr=False)
+    apiserver_port: int = field(default=APISERVER_PORT, init=False)
+    controller_manager_port: int = field(default=CONTROLLER_MANAGER_PORT, init=False)
+    scheduler_port: int = field(default=SCHEDULER_PORT, init=False)
 
     @property
     def root(self) -> Path:
@@ -182,8 +195,27 @@ class Master:
         return self.directory / "root"
 
     @property
+    def address(self) -> str:
+        """The master's own address (its eth0 in its namespace), as kubeadm's advertise address."""
+        return self.net.address
+
+    @property
     def url(self) -> str:
-        return f"https://{LOOPBACK}:{self.apiserver_port}"
+        return f"https://{self.address}:{self.apiserver_port}"
+
+    @property
+    def chroot_exe(self) -> Path:
+        """`ansible_chroot_exe`: chroot inside this master's network namespace."""
+        return self.directory / "chroot-in-netns"
+
+    def in_netns(self, *argv: str) -> list[str]:
+        """argv that runs a host command inside this master's network namespace (not in the chroot)."""
+        return [*self.net.enter(), *argv]
+
+    def write_chroot_exe(self) -> None:
+        script = CHROOT_EXE.format(name=self.name, enter=" ".join(self.net.enter()), chroot=CHROOT)
+        self.chroot_exe.write_text(script)
+        self.chroot_exe.chmod(0o755)
 
     @property
     def agent_dir(self) -> Path:
@@ -205,9 +237,9 @@ class Master:
             _run(["mount", "-t", "proc", "proc", str(proc)], f"mounting /proc in {self.name}")
 
     def run(self, *argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """Run a command inside this master's chroot."""
+        """Run a command inside this master's chroot and network namespace."""
         result = subprocess.run(
-            [CHROOT, str(self.root), *argv],
+            [str(self.chroot_exe), str(self.root), *argv],
             check=False,
             capture_output=True,
             text=True,
@@ -236,13 +268,7 @@ class Master:
         return [p for p in self.agent_status().get("pods", []) if p["name"].startswith(prefix)]
 
     def to_state(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "directory": str(self.directory),
-            "apiserver_port": self.apiserver_port,
-            "controller_manager_port": self.controller_manager_port,
-            "scheduler_port": self.scheduler_port,
-        }
+        return {"name": self.name, "directory": str(self.directory), "net": vars(self.net)}
 
 
 # -- the kubeadm-like layout inside a master
@@ -260,10 +286,10 @@ CA_VOLUMES = [
 ]
 
 
-def _probe(path: str, port: int, **overrides: int) -> dict[str, Any]:
+def _probe(path: str, host: str, port: int, **overrides: int) -> dict[str, Any]:
     probe = {
         "failureThreshold": 8,
-        "httpGet": {"host": LOOPBACK, "path": path, "port": port, "scheme": "HTTPS"},
+        "httpGet": {"host": host, "path": path, "port": port, "scheme": "HTTPS"},
         "initialDelaySeconds": 10,
         "periodSeconds": 10,
         "timeoutSeconds": 15,
@@ -275,29 +301,30 @@ def _probe(path: str, port: int, **overrides: int) -> dict[str, Any]:
 def static_pod(
     component: str,
     command: list[str],
-    port: int,
+    endpoint: tuple[str, int],
     mounts: list[tuple[str, str, str]],
     *,
     readiness: bool = False,
     annotations: dict[str, str] | None = None,
     cpu: str = "200m",
 ) -> dict[str, Any]:
-    """A control-plane static pod as kubeadm 1.20 writes it (keys sorted on dump, like kubeadm)."""
+    """A control-plane static pod as kubeadm 1.20 writes it (keys sorted on dump, like kubeadm);
+    `endpoint`: the (host, port) its probes use."""
     container: dict[str, Any] = {
         "command": command,
         "image": f"k8s.gcr.io/{component}:v{binaries.KUBE_VERSION}",
         "imagePullPolicy": "IfNotPresent",
-        "livenessProbe": _probe("/livez" if readiness else "/healthz", port),
+        "livenessProbe": _probe("/livez" if readiness else "/healthz", *endpoint),
         "name": component,
         "resources": {"requests": {"cpu": cpu}},
-        "startupProbe": _probe("/livez" if readiness else "/healthz", port, failureThreshold=24),
+        "startupProbe": _probe("/livez" if readiness else "/healthz", *endpoint, failureThreshold=24),
         "volumeMounts": [
             {"mountPath": path, "name": name, **({} if name == "flexvolume-dir" else {"readOnly": True})}
             for name, path, _kind in mounts
         ],
     }
     if readiness:
-        container["readinessProbe"] = _probe("/readyz", port, failureThreshold=3, periodSeconds=1)
+        container["readinessProbe"] = _probe("/readyz", *endpoint, failureThreshold=3, periodSeconds=1)
         del container["readinessProbe"]["initialDelaySeconds"]
     metadata: dict[str, Any] = {
         "creationTimestamp": None,
@@ -325,10 +352,9 @@ def apiserver_manifest(master: Master, etcd_url: str) -> dict[str, Any]:
     pki = "/etc/kubernetes/pki"
     command = [
         "kube-apiserver",
-        f"--advertise-address={LOOPBACK}",
+        f"--advertise-address={master.address}",
         "--allow-privileged=true",
         "--authorization-mode=Node,RBAC",
-        f"--bind-address={LOOPBACK}",
         f"--client-ca-file={pki}/ca.crt",
         "--enable-admission-plugins=NodeRestriction",
         "--enable-bootstrap-token-auth=true",
@@ -357,11 +383,11 @@ def apiserver_manifest(master: Master, etcd_url: str) -> dict[str, Any]:
     ]
     mounts = [(n, p, "DirectoryOrCreate") for n, p in CA_VOLUMES] + [("k8s-certs", pki, "DirectoryOrCreate")]
     endpoint_key = "kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint"
-    endpoint = {endpoint_key: f"{LOOPBACK}:{master.apiserver_port}"}
+    endpoint = {endpoint_key: f"{master.address}:{master.apiserver_port}"}
     return static_pod(
         "kube-apiserver",
         command,
-        master.apiserver_port,
+        (master.address, master.apiserver_port),
         sorted(mounts),
         readiness=True,
         annotations=endpoint,
@@ -386,7 +412,6 @@ def controller_manager_manifest(master: Master) -> dict[str, Any]:
         "--port=0",
         f"--requestheader-client-ca-file={pki}/front-proxy-ca.crt",
         f"--root-ca-file={pki}/ca.crt",
-        f"--secure-port={master.controller_manager_port}",
         f"--service-account-private-key-file={pki}/sa.key",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--use-service-account-credentials=true",
@@ -396,7 +421,8 @@ def controller_manager_manifest(master: Master) -> dict[str, Any]:
         ("k8s-certs", pki, "DirectoryOrCreate"),
         ("kubeconfig", conf, "FileOrCreate"),
     ]
-    return static_pod("kube-controller-manager", command, master.controller_manager_port, sorted(mounts))
+    endpoint = (LOOPBACK, master.controller_manager_port)
+    return static_pod("kube-controller-manager", command, endpoint, sorted(mounts))
 
 
 def scheduler_manifest(master: Master) -> dict[str, Any]:
@@ -409,11 +435,9 @@ def scheduler_manifest(master: Master) -> dict[str, Any]:
         f"--kubeconfig={conf}",
         "--leader-elect=true",
         "--port=0",
-        f"--secure-port={master.scheduler_port}",
     ]
-    return static_pod(
-        "kube-scheduler", command, master.scheduler_port, [("kubeconfig", conf, "FileOrCreate")], cpu="100m"
-    )
+    mounts = [("kubeconfig", conf, "FileOrCreate")]
+    return static_pod("kube-scheduler", command, (LOOPBACK, master.scheduler_port), mounts, cpu="100m")
 
 
 def dump_manifest(pod: dict[str, Any]) -> str:
@@ -466,7 +490,7 @@ def write_layout(master: Master, cluster: ClusterPKI, etcd_url: str, components:
             "kubernetes.default.svc",
             "kubernetes.default.svc.cluster.local",
         ),
-        ip_addresses=(LOOPBACK, SERVICE_IP),
+        ip_addresses=(master.address, SERVICE_IP),  # kubeadm: advertise address + the Service IP
     )
     local.client_cert("apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",))
     local.client_cert("apiserver-etcd-client", "kube-apiserver-etcd-client", ("system:masters",))
@@ -551,11 +575,14 @@ def _forget_records(directory: Path) -> None:
 
 
 class MasterLab:
-    """etcd + N chroot masters, each with its node agent running the kubeadm static pods.
+    """etcd + N chroot masters, each in its own network namespace with its node agent running the
+    kubeadm static pods.
 
     `start()` returns once every master's apiserver answers /readyz; `stop()` stops the agents (which
-    stop their pods), etcd, unmounts everything and removes the lab directory. A lab started by one
-    process (`make demo`) is stopped by another with `MasterLab.stop_recorded(directory)`.
+    stop their pods), etcd, unmounts everything, deletes the lab network and removes the lab directory.
+    A lab started by one process (`make demo`) is stopped by another with
+    `MasterLab.stop_recorded(directory)`. Servers the masters must reach (the KMS emulator) listen on
+    `lab.gateway`, the host's address on the lab bridge.
     """
 
     def __init__(
@@ -573,19 +600,28 @@ class MasterLab:
         self.components = components
         self.backoff_initial = backoff_initial
         self.masters: list[Master] = []
+        self.network: LabNetwork | None = None
         self.etcd: Etcd | None = None
         self.cluster: ClusterPKI | None = None
         self.admin_conf = self.directory / "admin.conf"
         self.inventory = self.directory / "inventory.yml"
         self.state: dict[str, Any] = {}
 
+    @property
+    def gateway(self) -> str:
+        """The host's address on the lab bridge: every master reaches it, nothing outside does. Bind
+        servers the masters must reach here, e.g. `start_emulator_process(..., host=lab.gateway)`."""
+        if self.network is None:
+            raise LabError(f"lab {self.name} has no network (not started)")
+        return self.network.gateway
+
     # -- lifecycle
 
     def start(self) -> MasterLab:
         if (self.directory / STATE_FILE).exists():
             raise LabError(f"a lab is already recorded in {self.directory}; stop it first")
-        if self.directory.exists():  # the remains of a start that died half-way
-            self._remove(self.directory)
+        if self.directory.exists() or self._recorded_network(self.directory, {}):
+            self.stop_recorded(self.directory)  # the remains of a start that died half-way
         self.directory.mkdir(parents=True, exist_ok=True)
         try:
             self._start()
@@ -597,14 +633,16 @@ class MasterLab:
     def _start(self) -> None:
         base = rootfs()
         layer = build_layer(self.directory, base)
+        names = [f"master{i}" for i in range(1, self.count + 1)]
+        self.network = netns.allocate(names, self.directory)
+        netns.create(self.network)
         self.cluster = ClusterPKI(self.directory)
-        self.etcd = Etcd(self.directory, self.cluster.ca).start()
-        self.masters = [
-            Master(f"master{i}", self.directory / f"master{i}", free_port(), free_port(), free_port())
-            for i in range(1, self.count + 1)
-        ]
+        self.etcd = Etcd(self.directory, self.cluster.ca, host=self.network.gateway).start()
+        pairs = zip(names, self.network.masters, strict=True)
+        self.masters = [Master(name, self.directory / name, net) for name, net in pairs]
         for master in self.masters:
             master.mount([layer, base])
+            master.write_chroot_exe()
             write_layout(master, self.cluster, self.etcd.url, self.components)
         admin = self.cluster.ca.client_cert("admin", "kubernetes-admin", ("system:masters",))
         self.cluster.ca.kubeconfig(self.admin_conf, self.masters[0].url, "kubernetes-admin", admin)
@@ -625,6 +663,7 @@ class MasterLab:
             root=str(master.root),
             state_dir=str(master.agent_dir),
             servers=[master.url, *others],
+            host_ip=master.address,
             ca_file=str(self.cluster.ca.ca.cert),
             cert_file=str(credentials / "admin.crt"),
             key_file=str(credentials / "admin.key"),
@@ -633,7 +672,8 @@ class MasterLab:
         master.agent_dir.mkdir(parents=True, exist_ok=True)
         path = config.save(master.agent_dir / "config.json")
         env = {**lab_env(), "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-        argv = [sys.executable, "-m", "tests.lab.node_agent", "--config", str(path)]
+        # In the master's network namespace: its pods and probes see the master's loopback and address.
+        argv = master.in_netns(sys.executable, "-m", "tests.lab.node_agent", "--config", str(path))
         master.agent = ManagedProcess(
             f"node-agent-{master.name}", argv, master.agent_dir / "agent.log", env=env, cwd=REPO
         )
@@ -647,19 +687,40 @@ class MasterLab:
         if self.etcd is not None:
             self.etcd.stop()
         self._remove(self.directory)
+        if self.network is not None:
+            self._remove_network(self.network)
 
     @classmethod
     def stop_recorded(cls, directory: Path) -> None:
         """Stop a lab started by another process, from its state file (by recorded PID + start time)."""
-        state_file = directory / STATE_FILE
-        if state_file.exists():
-            state = json.loads(state_file.read_text())
-            for record in state.get("agents", []):
-                stop_pid(record["pid"], record["start_time"], grace=120)
-            etcd = state.get("etcd") or {}
-            if etcd:
-                stop_pid(etcd["pid"], etcd["start_time"], grace=30)
+        try:
+            state = json.loads((directory / STATE_FILE).read_text())
+        except (OSError, ValueError):
+            state = {}
+        for record in state.get("agents", []):
+            stop_pid(record["pid"], record["start_time"], grace=120)
+        etcd = state.get("etcd") or {}
+        if etcd:
+            stop_pid(etcd["pid"], etcd["start_time"], grace=30)
         cls._remove(directory)
+        network = cls._recorded_network(directory, state)
+        if network is not None:
+            cls._remove_network(network)
+
+    @staticmethod
+    def _recorded_network(directory: Path, state: dict[str, Any]) -> LabNetwork | None:
+        """The lab's network: from its state file, else from the network records (a start that died
+        before writing its state)."""
+        if state.get("network"):
+            return LabNetwork.from_record(state["network"])
+        return next((n for n in netns.recorded() if n.lab_directory == str(directory)), None)
+
+    @staticmethod
+    def _remove_network(network: LabNetwork) -> None:
+        # Anything still inside a master's namespace is the lab's (e.g. an ansible module run).
+        for pid in netns.processes_in(network):
+            stop_pid(pid, proc_start_time(pid), grace=10)
+        netns.destroy(network)
 
     @staticmethod
     def _remove(directory: Path) -> None:
@@ -683,21 +744,19 @@ class MasterLab:
         except (OSError, ValueError):
             return None
         lab = cls(state["name"], len(state["masters"]), directory=directory)
-        lab.masters = [
-            Master(
-                m["name"],
-                Path(m["directory"]),
-                m["apiserver_port"],
-                m["controller_manager_port"],
-                m["scheduler_port"],
-            )
-            for m in state["masters"]
-        ]
         lab.state = state
+        if "network" not in state:  # recorded by a lab version without network namespaces
+            return lab
+        lab.network = LabNetwork.from_record(state["network"])
+        lab.masters = [
+            Master(m["name"], Path(m["directory"]), MasterNet(**m["net"])) for m in state["masters"]
+        ]
         return lab
 
     def problems(self) -> list[str]:
         """What is wrong with a recorded lab: dead processes, missing mounts, apiservers not ready."""
+        if self.network is None:
+            return ["no lab network recorded (started by an older version of the lab): restart it"]
         found = []
         records = [("etcd", self.state.get("etcd") or {})] + [
             (f"node agent {i + 1}", record) for i, record in enumerate(self.state.get("agents", []))
@@ -708,6 +767,9 @@ class MasterLab:
         for master in self.masters:
             if not os.path.ismount(master.root):
                 found.append(f"{master.name}: overlay not mounted")
+                continue
+            if not master.net.path.exists():
+                found.append(f"{master.name}: network namespace {master.net.namespace} is gone")
                 continue
             try:
                 ready = self.readyz(master)
@@ -720,12 +782,13 @@ class MasterLab:
         return found
 
     def save_state(self) -> None:
-        assert self.etcd is not None
+        assert self.etcd is not None and self.network is not None
         state = {
             "name": self.name,
             "directory": str(self.directory),
             "admin_conf": str(self.admin_conf),
             "inventory": str(self.inventory),
+            "network": self.network.to_record(),
             "etcd": {
                 "url": self.etcd.url,
                 "pid": self.etcd.process.pid,
@@ -742,10 +805,13 @@ class MasterLab:
         self.state = state
 
     def write_inventory(self, extra_vars: dict[str, Any] | None = None) -> Path:
-        """An Ansible inventory: group `masters`, one chroot host per master (see docs/lab-masters.md)."""
+        """An Ansible inventory: group `masters`, one chroot host per master (see docs/lab-masters.md).
+
+        `extra_vars` are what a user's group_vars hold; none of them is needed to make the lab work."""
         hosts = {
             m.name: {
                 "ansible_host": str(m.root),
+                "ansible_chroot_exe": str(m.chroot_exe),  # chroot inside the master's network namespace
                 "tke_kms_lab_apiserver_url": m.url,
                 "tke_kms_lab_secure_port": m.apiserver_port,
             }

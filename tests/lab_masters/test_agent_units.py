@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import yaml
@@ -10,6 +11,7 @@ import yaml
 from tests.lab.node_agent import manifests
 from tests.lab.node_agent.container import Backoff
 from tests.lab.node_agent.podspec import expand, launch_spec
+from tests.lab.node_agent.probes import run_probe
 from tests.lab.node_agent.volumes import resolve_in_root
 
 
@@ -121,3 +123,16 @@ def test_user_from_security_context_else_image_user() -> None:
         launch_spec(spec, pod("kube-apiserver")["spec"]["containers"][0], entrypoints={}, read=None).user
         is None
     )
+
+
+def test_probes_without_a_host_go_to_the_pod_ip() -> None:
+    """kubelet probes the pod IP (a hostNetwork pod: its node's address) when a probe names no host."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.2", 0))  # the "node address"; nothing listens on 127.0.0.1 at this port
+        listener.listen()
+        port = listener.getsockname()[1]
+        probe = {"tcpSocket": {"port": port}}
+        assert run_probe(probe, lambda *_: 1, {}, "127.0.0.2") == (True, "")
+        ok, error = run_probe(probe, lambda *_: 1, {}, "127.0.0.1")
+        assert not ok and "ConnectionRefused" in error
+        assert run_probe({"tcpSocket": {"host": "127.0.0.2", "port": port}}, lambda *_: 1, {}, "127.0.0.1")[0]

@@ -101,7 +101,8 @@ def running_cluster(name: str, masters: int, seeded: int) -> Iterator[Cluster]:
         pytest.skip("chroot masters need root")
     lab = MasterLab(f"{name}-{os.getpid()}", masters).start()
     secret_id, secret_key = "AKIDtkekmslifecycle", secrets.token_urlsafe(24)
-    emulator = start_emulator_process({secret_id: secret_key})
+    # On the lab's gateway: the plugins inside the masters' network namespaces reach it there.
+    emulator = start_emulator_process({secret_id: secret_key}, host=lab.gateway)
     try:
         lab.write_inventory(
             rollout_vars(

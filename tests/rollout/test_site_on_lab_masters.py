@@ -29,7 +29,7 @@ def lab() -> Iterator[tuple[MasterLab, dict[str, str]]]:
         pytest.skip("chroot masters need root")
     masters = MasterLab(f"rollout-{os.getpid()}", 2).start()
     secret_id, secret_key = "AKIDtkekmsrollout", secrets.token_urlsafe(24)
-    emulator = start_emulator_process({secret_id: secret_key})
+    emulator = start_emulator_process({secret_id: secret_key}, host=masters.gateway)
     try:
         masters.write_inventory(
             rollout_vars(
@@ -37,6 +37,8 @@ def lab() -> Iterator[tuple[MasterLab, dict[str, str]]]:
                 secret_id,
                 secret_key,
                 tke_kms_key_alias="rollout-test",
+                # Shorter than the default 300 s: the restore test waits this long for an apiserver
+                # that cannot come back. The lab works with the default.
                 tke_kms_apiserver_timeout=60,
             )
         )
@@ -162,7 +164,13 @@ def test_the_plugin_as_a_static_pod_answers_on_every_master(lab, tmp_path) -> No
                     "roles": [
                         {
                             "role": "tke.kms.kms_plugin",
-                            "vars": {"kms_plugin_mode": "static_pod", "kms_plugin_socket": socket},
+                            "vars": {
+                                "kms_plugin_mode": "static_pod",
+                                "kms_plugin_socket": socket,
+                                # A second plugin on the same master, as on a real host: the DaemonSet's
+                                # plugin holds the default 127.0.0.1:9876 in this master's network.
+                                "kms_plugin_metrics_address": "127.0.0.1:9877",
+                            },
                         }
                     ],
                 },

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.lab.apiserver import lab_env
-from tests.lab.masters import MASTERS_ROOT, MasterLab, recorded_alive, stop_pid
+from tests.lab.masters import MASTERS_ROOT, MasterLab, recorded_alive, rollout_vars, stop_pid
 from tests.lab.process import ManagedProcess, proc_start_time
 from tests.lab.runtime import wait_for
 
@@ -30,10 +30,11 @@ SEEDED = 25
 PROVIDER = "tke-kms-plugin"
 
 
-def start_emulator(secret_id: str, secret_key: str) -> dict[str, Any]:
+def start_emulator(host: str, secret_id: str, secret_key: str) -> dict[str, Any]:
+    """The emulator on `host`: the lab's gateway, which the masters reach from their network namespaces."""
     log = LAB_DIR / "emulator.log"
     env = {**lab_env(), "TKE_KMS_EMULATOR_CREDENTIALS": f"{secret_id}:{secret_key}"}
-    argv = [sys.executable, "-m", "tke_kms_plugin.emulator", "--host", "127.0.0.1", "--port", "0"]
+    argv = [sys.executable, "-m", "tke_kms_plugin.emulator", "--host", host, "--port", "0"]
     process = ManagedProcess("tke-kms-emulator", argv, log, env=env).start()
 
     def announced() -> dict[str, Any] | None:
@@ -49,17 +50,9 @@ def start_emulator(secret_id: str, secret_key: str) -> dict[str, Any]:
 def up(state_file: Path) -> None:
     lab = MasterLab("molecule-lab", MASTERS).start()
     secret_id, secret_key = "AKIDtkekmsmolecule", secrets.token_urlsafe(24)
-    emulator = start_emulator(secret_id, secret_key)
+    emulator = start_emulator(lab.gateway, secret_id, secret_key)
     inventory = lab.write_inventory(
-        {
-            "tke_kms_region": "ap-guangzhou",
-            "tke_kms_secret_id": secret_id,
-            "tke_kms_secret_key": secret_key,
-            "tke_kms_api_endpoint": emulator["url"],
-            "tke_kms_plugin_image": "localhost/tke-kms-plugin:0.1.0",
-            "tke_kms_key_alias": "molecule-lab",
-            "kms_plugin_metrics_address": "",  # shared host network: one port for all masters would collide
-        }
+        rollout_vars(emulator["url"], secret_id, secret_key, tke_kms_key_alias="molecule-lab")
     )
     seeded = {}
     with lab.session() as session:

@@ -24,7 +24,7 @@ import requests
 from tests.lab.node_agent import manifests
 from tests.lab.node_agent.apiclient import ApiClient, ApiUnavailable
 from tests.lab.node_agent.config import AgentConfig
-from tests.lab.node_agent.pod import HOST_IP, PodWorker
+from tests.lab.node_agent.pod import PodWorker
 
 log = logging.getLogger("node-agent")
 LEASE_RENEW = 10.0
@@ -287,7 +287,7 @@ class NodeAgent:
                 condition("Ready", "True", "KubeletReady", "lab node agent is posting ready status"),
             ],
             "addresses": [
-                {"type": "InternalIP", "address": HOST_IP},
+                {"type": "InternalIP", "address": self.config.host_ip},
                 {"type": "Hostname", "address": self.node},
             ],
             "capacity": resources,

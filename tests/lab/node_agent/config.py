@@ -29,6 +29,7 @@ class AgentConfig:
     ca_file: str
     cert_file: str
     key_file: str
+    host_ip: str = "127.0.0.1"  # the node's InternalIP: pod (host network) IP, default probe host
     manifests_dir: str = "/etc/kubernetes/manifests"  # inside root
     labels: dict[str, str] = field(default_factory=lambda: dict(MASTER_LABELS))
     taints: list[dict[str, str]] = field(default_factory=lambda: [dict(t) for t in MASTER_TAINTS])

@@ -63,6 +63,7 @@ class Container:
         resolve: Callable[[], LaunchSpec],
         *,
         root: Path,
+        probe_host: str,
         log_path: Path,
         restart_policy: str,
         backoff: Backoff,
@@ -74,6 +75,7 @@ class Container:
         self.resolve = resolve  # re-run at every start: a Secret created later is picked up, as by kubelet
         self.launch = LaunchSpec()
         self.root = root
+        self.probe_host = probe_host  # kubelet probes the pod IP when a probe names no host
         self.log_path = log_path
         self.restart_policy = restart_policy
         self.backoff = backoff
@@ -204,7 +206,7 @@ class Container:
         state = self._probes.get(kind)
         if state is None or not state.due(now, self.started_mono):
             return state
-        ok, error = run_probe(state.spec, self.exec_in_root, self.ports)
+        ok, error = run_probe(state.spec, self.exec_in_root, self.ports, self.probe_host)
         state.record(ok, error, time.monotonic())
         return state
 

@@ -13,7 +13,6 @@ from tests.lab.node_agent.podspec import ObjectReader, launch_spec
 from tests.lab.node_agent.volumes import PodVolumes
 
 TICK = 0.2
-HOST_IP = "127.0.0.1"
 log = logging.getLogger("node-agent")
 
 
@@ -57,10 +56,11 @@ class PodWorker(threading.Thread):
                     container,
                     entrypoints=config.image_entrypoints,
                     read=read,
-                    host_ip=HOST_IP,
+                    host_ip=config.host_ip,
                     image_users=config.image_users,
                 ),
                 root=self.root,
+                probe_host=config.host_ip,
                 log_path=log_dir / container["name"] / "0.log",
                 restart_policy=spec.get("restartPolicy", "Always"),
                 backoff=Backoff(config.backoff_initial, config.backoff_max),
@@ -123,9 +123,9 @@ class PodWorker(threading.Thread):
                 self._condition("ContainersReady", ready, "ContainersNotReady"),
                 self._condition("PodScheduled", True),
             ],
-            "hostIP": HOST_IP,
-            "podIP": HOST_IP,
-            "podIPs": [{"ip": HOST_IP}],
+            "hostIP": self.config.host_ip,
+            "podIP": self.config.host_ip,  # every lab pod uses the host (the master's) network
+            "podIPs": [{"ip": self.config.host_ip}],
             "startTime": self.started_at,
             "containerStatuses": statuses,
             "qosClass": qos_class(self.pod),

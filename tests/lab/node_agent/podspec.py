@@ -56,7 +56,7 @@ def _field(pod: dict[str, Any], path: str, host_ip: str) -> str:
         "spec.nodeName": pod["spec"].get("nodeName", ""),
         "spec.serviceAccountName": pod["spec"].get("serviceAccountName", ""),
         "status.hostIP": host_ip,
-        "status.podIP": host_ip,  # every lab pod shares the host network
+        "status.podIP": host_ip,  # every lab pod uses its node's network (hostNetwork)
     }
     if path not in values:
         raise UnresolvedReference(f"fieldRef {path} is not supported by the lab node agent")

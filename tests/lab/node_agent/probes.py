@@ -15,8 +15,6 @@ _INSECURE = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 _INSECURE.check_hostname = False
 _INSECURE.verify_mode = ssl.CERT_NONE
 
-LOOPBACK = "127.0.0.1"
-
 
 @dataclass
 class ProbeState:
@@ -62,19 +60,20 @@ def run_probe(
     spec: dict[str, Any],
     exec_in_root: Callable[[list[str], float], int],
     ports: dict[str, int],
+    default_host: str,
 ) -> tuple[bool, str]:
-    """Run one probe; (success, error text)."""
+    """Run one probe; (success, error text). `default_host`: the pod IP, for probes naming no host."""
     timeout = float(spec.get("timeoutSeconds", 1))
     try:
         if "exec" in spec:
             code = exec_in_root(list(spec["exec"].get("command", [])), timeout)
             return code == 0, f"exit code {code}"
         if "httpGet" in spec:
-            return _http_get(spec["httpGet"], ports, timeout)
+            return _http_get(spec["httpGet"], ports, timeout, default_host)
         if "tcpSocket" in spec:
             tcp = spec["tcpSocket"]
             with socket.create_connection(
-                (tcp.get("host") or LOOPBACK, _port(tcp.get("port"), ports)), timeout
+                (tcp.get("host") or default_host, _port(tcp.get("port"), ports)), timeout
             ):
                 return True, ""
     except (OSError, http.client.HTTPException, subprocess.SubprocessError, ValueError) as exc:
@@ -82,8 +81,10 @@ def run_probe(
     return False, "probe has no handler (exec, httpGet or tcpSocket)"
 
 
-def _http_get(get: dict[str, Any], ports: dict[str, int], timeout: float) -> tuple[bool, str]:
-    host, port = get.get("host") or LOOPBACK, _port(get.get("port"), ports)
+def _http_get(
+    get: dict[str, Any], ports: dict[str, int], timeout: float, default_host: str
+) -> tuple[bool, str]:
+    host, port = get.get("host") or default_host, _port(get.get("port"), ports)
     if str(get.get("scheme", "HTTP")).upper() == "HTTPS":
         connection: http.client.HTTPConnection = http.client.HTTPSConnection(
             host, port, timeout=timeout, context=_INSECURE
