@@ -17,6 +17,7 @@ whether it changed anything.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import queue
@@ -42,6 +43,7 @@ MAX_RETRY_DELAY = 10.0
 # Worth another try: a conflict the apiserver could not settle, throttling, and failures that pass - the KMS
 # plugin answering ResourceExhausted/Unavailable/DeadlineExceeded (Tencent throttling, a restart) is a 500.
 TRANSIENT_STATUSES = (409, 429, 500, 503, 504)
+NAMES_KEPT = 1000  # missing and failed objects named in the result; all are counted
 
 
 class RewriteError(Exception):
@@ -113,22 +115,26 @@ def discover(endpoint: Endpoint, name: str) -> Resource:
     )
 
 
-def list_items(endpoint: Endpoint, resource: Resource, page_size: int) -> t.Iterator[Item]:
+def list_items(endpoint: Endpoint, resource: Resource, page_size: int, retries: int = 0) -> t.Iterator[Item]:
     """Every object of the resource in all namespaces, page by page (limit/continue), metadata only.
 
+    Only one page is held at a time. A page that fails in a way that passes (TRANSIENT_STATUSES, or no
+    answer at all: a timeout, an apiserver restart) is asked for again `retries` times with the same token.
     A continue token that expired between two pages (etcd compacted meanwhile: HTTP 410) is replaced by the
-    one the apiserver sends with the 410, which lists the rest as it is now - objects created meanwhile may
-    appear, none listed already comes again. An apiserver that sends none is listed again from the start,
-    skipping the objects up to the last one listed (lists come in etcd key order)."""
+    one the apiserver sends with the 410: it lists the rest, from the key after the last one listed, as it is
+    now - objects created meanwhile may appear, none listed already comes again. A server that sends none is
+    listed again from the start, skipping the objects up to the last one listed (lists come in storage key
+    order, `namespace/name`)."""
     token = None
-    resume_after: t.Optional[t.Tuple[str, str]] = None
-    last: t.Optional[t.Tuple[str, str]] = None
+    resume_after: t.Optional[str] = None
+    last: t.Optional[str] = None
     while True:
         query: t.Dict[str, t.Any] = {"limit": page_size}
         if token:
             query["continue"] = token
         try:
-            answer = endpoint.json("GET", resource.list_path(query), accept=METADATA_LIST)
+            path = resource.list_path(query)
+            answer = retrying(functools.partial(endpoint.json, "GET", path, accept=METADATA_LIST), retries)
         except StatusError as exc:
             if exc.status != 410 or not token:
                 raise
@@ -136,51 +142,76 @@ def list_items(endpoint: Endpoint, resource: Resource, page_size: int) -> t.Iter
             if not token:
                 resume_after = last
             continue
-        for entry in answer.get("items") or []:
-            meta = entry.get("metadata") or {}
-            key = (meta.get("namespace") or "", meta["name"])
+        token = (answer.get("metadata") or {}).get("continue")
+        page = [names_of(entry) for entry in answer.get("items") or []]
+        del answer  # only names are kept, not the page's metadata (managedFields and all)
+        for namespace, name, resource_version in page:
+            key = "%s/%s" % (namespace, name) if namespace else name
             if resume_after is not None and key <= resume_after:
                 continue
             last = key
-            yield Item(resource, meta.get("namespace"), meta["name"], meta.get("resourceVersion"))
-        token = (answer.get("metadata") or {}).get("continue")
+            yield Item(resource, namespace, name, resource_version)
         if not token:
             return
+
+
+def names_of(entry: t.Dict[str, t.Any]) -> t.Tuple[t.Optional[str], str, t.Optional[str]]:
+    meta = entry.get("metadata") or {}
+    return meta.get("namespace"), meta["name"], meta.get("resourceVersion")
+
+
+T = t.TypeVar("T")
+
+
+def retrying(call: t.Callable[[], T], retries: int) -> T:
+    """call(), tried again `retries` times with a growing, jittered delay (or the apiserver's
+    retryAfterSeconds) while it fails in a way that passes: TRANSIENT_STATUSES, or no answer at all (a
+    timeout under load, an apiserver restart). Other errors, and the last one, are raised."""
+    attempts = 0
+    while True:
+        try:
+            return call()
+        except StatusError as exc:
+            if exc.status not in TRANSIENT_STATUSES or attempts >= retries:
+                raise
+            wait = (exc.answer.get("details") or {}).get("retryAfterSeconds")
+        except HttpsError:
+            if attempts >= retries:
+                raise
+            wait = None
+        attempts += 1
+        delay = RETRY_DELAY * 2 ** (attempts - 1) * random.uniform(0.5, 1.5)
+        time.sleep(min(float(wait or delay), MAX_RETRY_DELAY))  # the object, apiserver or KMS is busy
 
 
 def rewrite(endpoint: Endpoint, item: Item, retries: int, check_mode: bool = False) -> str:
     """Store one object again as it is: REWRITTEN, UNCHANGED or MISSING (deleted meanwhile).
 
-    Transient answers (TRANSIENT_STATUSES) are retried `retries` times with a growing, jittered delay; any
-    other HTTP error is raised (StatusError) for the caller to record. In check mode, only whether the
-    object exists is checked (REWRITTEN then means: would be stored again)."""
+    Failures that pass are retried (see retrying); then, and for any other HTTP error, the error is raised
+    (StatusError for the caller to record, HttpsError when the apiserver cannot be reached). In check mode,
+    only whether the object exists is checked (REWRITTEN then means: would be stored again)."""
     path = item.resource.object_path(item.namespace, item.name)
     before = item.resource_version
     if before is None:
         try:
-            before = endpoint.json("GET", path, accept=METADATA)["metadata"].get("resourceVersion")
+            before = retrying(functools.partial(endpoint.json, "GET", path, accept=METADATA), retries)[
+                "metadata"
+            ].get("resourceVersion")
         except StatusError as exc:
             if exc.status == 404:
                 return MISSING
             raise
     if check_mode:
         return REWRITTEN
-    delay, attempts = RETRY_DELAY, 0
-    while True:
-        try:
-            stored = endpoint.json("PATCH", path, b"{}", MERGE_PATCH, accept=METADATA)
-        except StatusError as exc:
-            if exc.status == 404:
-                return MISSING
-            attempts += 1
-            if exc.status not in TRANSIENT_STATUSES or attempts > retries:
-                raise
-            jittered = delay * random.uniform(0.5, 1.5)
-            wait = (exc.answer.get("details") or {}).get("retryAfterSeconds") or jittered
-            time.sleep(min(float(wait), MAX_RETRY_DELAY))  # back off: the object, apiserver or KMS is busy
-            delay *= 2
-            continue
-        return UNCHANGED if stored["metadata"].get("resourceVersion") == before else REWRITTEN
+    try:
+        stored = retrying(
+            functools.partial(endpoint.json, "PATCH", path, b"{}", MERGE_PATCH, accept=METADATA), retries
+        )
+    except StatusError as exc:
+        if exc.status == 404:
+            return MISSING
+        raise
+    return UNCHANGED if stored["metadata"].get("resourceVersion") == before else REWRITTEN
 
 
 class ProgressFile:
@@ -210,7 +241,8 @@ class ProgressFile:
 
 
 class Tally:
-    """Outcomes counted per resource, names of missing and failed objects; shared by the workers."""
+    """Outcomes counted per resource, and the names of the first NAMES_KEPT missing and failed objects (the
+    counts go on, so memory and the result stay small however many there are); shared by the workers."""
 
     def __init__(self, resources: t.Sequence[Resource], progress: t.Optional[ProgressFile]) -> None:
         self.per_resource = {r.name: dict.fromkeys(OUTCOMES, 0) for r in resources}
@@ -228,9 +260,9 @@ class Tally:
     def record(self, item: Item, outcome: str, error: t.Optional[str] = None) -> None:
         with self.lock:
             self.per_resource[item.resource.name][outcome] += 1
-            if outcome == MISSING:
+            if outcome == MISSING and len(self.missing) < NAMES_KEPT:
                 self.missing.append(self.name_of(item))
-            elif outcome == FAILURES:
+            elif outcome == FAILURES and len(self.failures) < NAMES_KEPT:
                 self.failures.append({"name": self.name_of(item), "error": t.cast(str, error)})
             if self.progress is not None and self.progress.due():
                 # Progress is for watching: a full disk must not stop the run.

@@ -26,9 +26,13 @@ description:
   - An object the apiserver refuses to store (for example one that no longer passes validation) is reported
     in RV(failures) and the others are still rewritten; the task then fails at the end. The run stops early
     only when the apiserver cannot be reached or refuses a list.
+  - Only one page of names is held at a time and at most a few hundred objects wait for a worker, so the
+    module's memory stays flat however many objects the cluster has (about 30 MB).
   - When a continue token expires between two pages (etcd was compacted meanwhile), the listing goes on with
-    the token the apiserver returns with its HTTP 410 answer; objects created meanwhile may then be included
-    too, which only means they are rewritten as well.
+    the token the apiserver returns with its HTTP 410 answer, after the last object listed, so none is listed
+    twice or left out; objects created meanwhile may then be included too, which only means they are
+    rewritten as well. A list page or a rewrite that gets no answer (a timeout, an apiserver restart) or a
+    transient error is tried again (O(retries)).
   - Run it only when every apiserver has the wanted provider first, or an object may be rewritten by an
     apiserver that still writes with the old provider.
 options:
@@ -60,9 +64,10 @@ options:
     default: 500
   retries:
     description:
-      - How often an object is tried again, with a growing, jittered delay, when the apiserver answers with
-        a conflict (HTTP 409, it kept changing), asks to slow down (429), or fails in a way that passes (500,
-        503, 504 - for example the KMS plugin answering that Tencent KMS throttles it).
+      - How often an object or a list page is tried again, with a growing, jittered delay, when the apiserver
+        answers with a conflict (HTTP 409, it kept changing), asks to slow down (429), fails in a way that
+        passes (500, 503, 504 - for example the KMS plugin answering that Tencent KMS throttles it), or does
+        not answer at all (a timeout, a restart).
     type: int
     default: 5
     aliases: [conflict_retries]
@@ -127,12 +132,15 @@ missing:
   description:
     - Objects deleted before they could be rewritten, as C(namespace/name) (C(name) when cluster-scoped),
       prefixed with C(<resource>/) when several O(resources) are given.
+    - At most the first 1000; RV(per_resource) counts them all.
   returned: always
   type: list
   elements: str
   sample: [default/deleted-meanwhile]
 failures:
-  description: Objects the apiserver refused to store, named as in RV(missing), with its answer.
+  description:
+    - Objects the apiserver refused to store, named as in RV(missing), with its answer.
+    - At most the first 1000; RV(per_resource) counts them all.
   returned: always
   type: list
   elements: dict
@@ -147,7 +155,7 @@ failures:
     - name: default/old
       error: "PATCH https://10.0.0.1:6443/api/v1/namespaces/default/secrets/old: HTTP 422 ..."
 total:
-  description: Objects handled - the sum of RV(rewritten), RV(unchanged), RV(missing) and RV(failures).
+  description: Objects handled - the sum of RV(rewritten), RV(unchanged), and the missing and failed ones.
   returned: always
   type: int
   sample: 2000
@@ -229,6 +237,10 @@ def result_of(tally: Tally) -> t.Dict[str, t.Any]:
     )
 
 
+def counted(result: t.Dict[str, t.Any], outcome: str) -> int:
+    return sum(counts[outcome] for counts in result["per_resource"].values())
+
+
 def main() -> None:
     spec = master_api_argument_spec()
     spec.update(
@@ -269,7 +281,8 @@ def main() -> None:
             items: t.Iterable[Item] = [Item(resources[0], ns, name, None) for ns, name in names]
         else:
             items = itertools.chain.from_iterable(
-                list_items(endpoint, resource, params["page_size"]) for resource in resources
+                list_items(endpoint, resource, params["page_size"], params["retries"])
+                for resource in resources
             )
         stopped = None
         try:
@@ -284,7 +297,8 @@ def main() -> None:
         except RewriteError as exc:
             stopped = str(exc)
     result = result_of(tally)
-    state = "stopped" if stopped else "failed" if tally.failures else "done"
+    failed = counted(result, "failures")  # all of them: the list names only the first ones
+    state = "stopped" if stopped else "failed" if failed else "done"
     if progress is not None:
         try:
             progress.write(tally.counts(state=state))
@@ -294,15 +308,15 @@ def main() -> None:
         module.fail_json(
             msg="re-encryption stopped after %d objects: %s" % (result["total"], stopped), **result
         )
-    if tally.failures:
+    if failed:
         first = "; ".join("%(name)s (%(error)s)" % f for f in tally.failures[:FAILURES_IN_MESSAGE])
         module.fail_json(
             msg="%d of %d objects could not be rewritten (the others were): %s%s"
             % (
-                len(tally.failures),
+                failed,
                 result["total"],
                 first,
-                "; ..." if len(tally.failures) > FAILURES_IN_MESSAGE else "",
+                "; ..." if failed > FAILURES_IN_MESSAGE else "",
             ),
             **result,
         )

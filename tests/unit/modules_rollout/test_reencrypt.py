@@ -11,19 +11,26 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import re
+import subprocess
+import sys
 import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import ModuleType
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from ansible_collections.tke.kms.plugins.module_utils._https import Endpoint
-from ansible_collections.tke.kms.plugins.module_utils._rewrite import discover, list_items
 from ansible_collections.tke.kms.plugins.modules import reencrypt
 
 from tests.lab import encryption
 from tests.lab.apiserver import APIServerBase
 from tests.lab.etcd import Etcd
 from tests.lab.runtime import wait_for
-from tests.unit.collection import run_module
+from tests.unit.collection import COLLECTIONS, run_module
 
 from .test_master_api_modules import write_manifest
 
@@ -282,19 +289,79 @@ def admin_endpoint(lab: Lab) -> Endpoint:
     )
 
 
-def test_an_expired_continue_token_lists_the_rest_once(lab) -> None:
-    """etcd compacted between two pages: the list goes on with the token the apiserver sends with its 410."""
-    expected = sorted(f"paged/{name}" for name in lab.secrets(lab.namespace("paged"), 12))
-    with admin_endpoint(lab) as endpoint:
-        items = list_items(endpoint, discover(endpoint, "secrets"), page_size=5)
-        seen = [next(items).label() for _ in range(5)]
-        old_token = endpoint.json("GET", "/api/v1/secrets?limit=5")["metadata"]["continue"]
-        status = json.loads(lab.etcd.etcdctl("endpoint", "status", "-w", "json").stdout)
-        lab.secrets("default", 1)  # one more revision, then compact everything before it
-        lab.etcd.etcdctl("compact", str(status[0]["Status"]["header"]["revision"] + 1))
-        assert endpoint.request("GET", "/api/v1/secrets?limit=5&continue=" + old_token)[0] == 410
-        seen += [item.label() for item in items]
-    assert sorted(seen) == expected  # each once; default/s0, created meanwhile, sorts before the rest
+class Requests:
+    """Every request the module makes through the real Endpoint, with the status of its answer. Before the
+    first continued list of each resource, etcd is compacted, so the apiserver answers that one 410 (its
+    continue token is too old); with `strip_token`, its 410 is handed on without the token it carries, as
+    from a server that sends none."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, etcd: Etcd, *, strip_token: bool = False) -> None:
+        self.etcd, self.strip_token = etcd, strip_token
+        self.sent: list[tuple[str, str, int]] = []
+        self.compacted: set[str] = set()
+        self.lock = threading.Lock()
+        send = Endpoint.request
+
+        def spy(endpoint: Endpoint, method: str, path: str, *args, **kwargs) -> tuple[int, bytes]:
+            listed = urlsplit(path)
+            if method == "GET" and "continue" in parse_qs(listed.query) and listed.path not in self.compacted:
+                self.compacted.add(listed.path)
+                self.compact()
+            status, body = send(endpoint, method, path, *args, **kwargs)
+            if status == 410 and self.strip_token:
+                answer = json.loads(body)
+                answer["metadata"].pop("continue")
+                body = json.dumps(answer).encode()
+            with self.lock:
+                self.sent.append((method, path, status))
+            return status, body
+
+        monkeypatch.setattr(Endpoint, "request", spy)
+
+    def compact(self) -> None:
+        """Compact etcd up to a revision newer than any continue token handed out so far."""
+        put = json.loads(self.etcd.etcdctl("put", "/compaction-marker", "x", "-w", "json").stdout)
+        self.etcd.etcdctl("compact", str(put["header"]["revision"]))
+
+    def patched(self) -> Counter[str]:
+        """How often each object was patched: {api path: count}."""
+        return Counter(path for method, path, _status in self.sent if method == "PATCH")
+
+    def expired(self) -> list[str]:
+        return [urlsplit(path).path for method, path, status in self.sent if status == 410]
+
+
+@pytest.mark.parametrize("strip_token", [False, True], ids=["token-in-the-410", "no-token-in-the-410"])
+def test_continue_tokens_expired_mid_listing_every_object_is_rewritten_exactly_once(
+    lab, monkeypatch, strip_token
+) -> None:
+    """etcd compacted while Secrets, then ConfigMaps, are listed page by page. Namespaces `app-x` and `app`:
+    etcd keeps `app-x/...` before `app/...` ('-' sorts before '/'), while ("app", ...) < ("app-x", ...)."""
+    values = {}
+    for namespace in (lab.namespace("app-x"), lab.namespace("app")):
+        values[namespace] = lab.secrets(namespace, 12)
+        for index in range(12):
+            body = {"metadata": {"name": f"c{index}"}, "data": {"v": f"{namespace}-config-{index}"}}
+            lab.call("POST", f"/api/v1/namespaces/{namespace}/configmaps", body, expect=201)
+    lab.write_phase()
+    stored = [*lab.raw("/registry/secrets/"), *lab.raw("/registry/configmaps/")]
+    expected = Counter(api_path(key.decode()) for key in stored)
+    assert len(expected) >= 48 and lab.with_kms("/registry/") == 0
+
+    requests = Requests(monkeypatch, lab.etcd, strip_token=strip_token)
+    done = run_module(reencrypt.main, dict(lab.access, resources=["secrets", "configmaps"], page_size=5))
+    assert not done.get("failed"), done
+    assert requests.expired() == ["/api/v1/secrets", "/api/v1/configmaps"]  # the compactions did expire
+    assert requests.patched() == expected  # none skipped, none twice
+    assert (done["rewritten"], done["unchanged"], done["total"]) == (len(expected), 0, len(expected))
+    assert lab.with_kms("/registry/secrets/") + lab.with_kms("/registry/configmaps/") == len(expected)
+    assert lab.values("app") == values["app"] and lab.values("app-x") == values["app-x"]
+
+
+def api_path(etcd_key: str) -> str:
+    """/registry/secrets/ns/name -> /api/v1/namespaces/ns/secrets/name"""
+    _empty, _registry, resource, namespace, name = etcd_key.split("/")
+    return f"/api/v1/namespaces/{namespace}/{resource}/{name}"
 
 
 def test_a_kept_alive_connection_outlives_an_apiserver_restart(lab) -> None:
@@ -305,3 +372,103 @@ def test_a_kept_alive_connection_outlives_an_apiserver_restart(lab) -> None:
         lab.write_phase()  # the apiserver process is replaced; the kept-alive connection is dead
         assert endpoint.request("GET", "/readyz")[0] == 200
         assert len(endpoint._connections) == 1
+
+
+def test_an_apiserver_restart_mid_run_is_waited_out(lab, monkeypatch) -> None:
+    """The apiserver goes away after 50 rewrites and comes back: requests that got no answer, list pages
+    and rewrites alike, are tried again and the run ends with every object rewritten."""
+    values = lab.secrets(lab.namespace("restart"), 200)
+    lab.write_phase()
+    expected = {api_path(key.decode()) for key in lab.raw("/registry/secrets/")}
+    send, patches, restarted, lock = Endpoint.request, [0], threading.Event(), threading.Lock()
+
+    def restart_after_50_patches(endpoint: Endpoint, method: str, *args, **kwargs) -> tuple[int, bytes]:
+        if method == "PATCH":
+            with lock:
+                patches[0] += 1
+                restart = patches[0] == 50
+            if restart:
+                lab.write_phase()  # the same configuration: the process is replaced, the others see no answer
+                restarted.set()
+        return send(endpoint, method, *args, **kwargs)
+
+    monkeypatch.setattr(Endpoint, "request", restart_after_50_patches)
+    done = run_module(reencrypt.main, dict(lab.access, workers=8, page_size=20, retries=8))
+    assert restarted.is_set()
+    assert not done.get("failed"), done
+    assert done["total"] == len(expected) and done["rewritten"] + done["unchanged"] == len(expected)
+    assert lab.with_kms("/registry/secrets/") == len(expected) and lab.values("restart") == values
+
+
+MAX_RSS_MB = 150  # the module's peak resident memory, however many objects
+FLAT_MB = 16  # how much more than for a handful of objects
+
+
+def test_memory_stays_flat_and_every_object_is_rewritten_once_at_3000_objects(lab) -> None:
+    """3,000 objects in pages of 50, the module in a process of its own as Ansible runs it: its peak RSS is
+    within MAX_RSS_MB, and within FLAT_MB of its peak for a handful of objects (Secrets of 32 KiB, so that
+    holding what was listed would show), and each object is rewritten once."""
+    namespaces = [lab.namespace(f"scale{n}") for n in range(3)]
+    with admin_endpoint(lab) as endpoint, ThreadPoolExecutor(8) as pool:
+        created = pool.map(
+            lambda job: endpoint.json("POST", *job),
+            [
+                (f"/api/v1/namespaces/{namespace}/{plural}", body(kind, index))
+                for namespace in namespaces
+                for plural, kind in (("secrets", "Secret"), ("configmaps", "ConfigMap"))
+                for index in range(500)
+            ],
+        )
+        assert len(list(created)) == 3000
+    lab.write_phase()
+    stored = len(lab.raw("/registry/secrets/")) + len(lab.raw("/registry/configmaps/"))
+    assert stored >= 3000 and lab.with_kms("/registry/") == 0
+
+    workers = dict(workers=16, page_size=50)
+    few, floor_mb = module_process(
+        reencrypt, dict(lab.access, resources=["namespaces"], **workers), check=True
+    )
+    assert few["total"] < 10
+    done, peak_mb = module_process(
+        reencrypt, dict(lab.access, resources=["secrets", "configmaps"], **workers)
+    )
+    assert not done.get("failed"), done
+    assert (done["rewritten"], done["unchanged"], done["total"]) == (stored, 0, stored)  # once each
+    assert lab.with_kms("/registry/secrets/") + lab.with_kms("/registry/configmaps/") == stored
+    assert peak_mb <= MAX_RSS_MB, f"the module's peak RSS was {peak_mb:.0f} MB"
+    # Flat: holding the listed Secrets (64 MB of base64) would show as growth.
+    assert peak_mb - floor_mb <= FLAT_MB, f"{floor_mb:.0f} MB for a few namespaces, {peak_mb:.0f} MB here"
+
+
+def body(kind: str, index: int) -> dict:
+    data = {"v": base64.b64encode(b"%05d" % index * 6554).decode()} if kind == "Secret" else {"v": str(index)}
+    return {"metadata": {"name": f"{kind.lower()}{index}"}, "data": data}
+
+
+# Runs a module's main in this process and, at exit, writes its peak RSS (VmHWM, in kB) to stderr. VmHWM
+# counts from exec; ru_maxrss from wait4 would also count the parent's memory copied at fork (pytest's).
+PEAK_RSS_RUNNER = """
+import atexit, runpy, sys
+
+def report_peak():
+    with open("/proc/self/status") as status:
+        sys.stderr.write("".join(line for line in status if line.startswith("VmHWM:")))
+
+atexit.register(report_peak)
+runpy.run_module(%r, run_name="__main__", alter_sys=True)
+"""
+
+
+def module_process(module: ModuleType, args: dict, *, check: bool = False) -> tuple[dict, float]:
+    """Run a module in a process of its own, as Ansible does: (its result, its peak RSS in MB)."""
+    command = [
+        sys.executable,
+        "-c",
+        PEAK_RSS_RUNNER % module.__name__,
+        json.dumps({"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=check)}),
+    ]
+    env = dict(os.environ, PYTHONPATH=str(COLLECTIONS))
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False, timeout=300)
+    peak_kb = re.search(r"^VmHWM:\s+(\d+) kB$", done.stderr, re.MULTILINE)
+    assert peak_kb, done.stderr
+    return json.loads(done.stdout), int(peak_kb.group(1)) / 1024
