@@ -73,9 +73,11 @@ molecule: venv system-deps lab-binaries
 e2e: venv system-deps lab-binaries
 	$(PYTEST) -m e2e tests
 
+# The whole reliability matrix: every starting config alone on three masters, every fault, every refusal
+# (`make test` runs the quick matrix; docs/lifecycle.md).
 .PHONY: reliability
 reliability: venv system-deps lab-binaries
-	$(PYTEST) -m reliability tests
+	TKE_KMS_RELIABILITY=full $(PYTEST) -m reliability tests
 
 .PHONY: bench
 bench: venv system-deps lab-binaries

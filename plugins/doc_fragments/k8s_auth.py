@@ -12,8 +12,11 @@ options:
     description:
       - Path to a kubeconfig file, or the kubeconfig itself as a dictionary.
       - If not set, the environment variable E(K8S_AUTH_KUBECONFIG) is used. Without it and without O(host),
-        the
-        in-cluster service account is used when running in a pod, else E(KUBECONFIG) or C(~/.kube/config).
+        the in-cluster service account is used when running in a pod, else E(KUBECONFIG) or C(~/.kube/config).
+      - The option is C(no_log) - given as a dictionary it holds tokens and keys. It is never logged, and the
+        strings of its C(users) entries are masked wherever they would appear in the module's output.
+      - A kubeconfig file that is not valid YAML is reported by line and column only (the line may hold a
+        token).
     type: raw
   context:
     description:

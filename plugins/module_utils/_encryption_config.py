@@ -29,9 +29,12 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import os
 import typing as t
 
+from ansible_collections.tke.kms.plugins.module_utils._files import read_text
 from ansible_collections.tke.kms.plugins.module_utils._kube_version import KubeVersion
+from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import syntax_error_message
 
 try:
     import yaml
@@ -103,7 +106,8 @@ def parse(text: str, path: str) -> t.Dict[str, t.Any]:
     try:
         documents = list(yaml.safe_load_all(text))
     except yaml.YAMLError as exc:
-        raise ConfigError("%s is not valid YAML: %s" % (path, " ".join(str(exc).split()))) from exc
+        # PyYAML's message quotes the bad line, which may be an aescbc key: its position only
+        raise ConfigError(syntax_error_message(path, exc) + "; fix it or move it away") from None
     documents = [d for d in documents if d is not None]
     if len(documents) != 1:
         raise ConfigError(
@@ -310,3 +314,70 @@ def summary(config: t.Dict[str, t.Any], resources: t.List[str]) -> t.List[str]:
     """Provider labels, in order, of the entry that holds the managed resources."""
     entry = _entry_for(config, resources, "")
     return [provider_label(p) for p in entry["providers"]] if entry else []
+
+
+def read_config(path: str) -> t.Optional[t.Dict[str, t.Any]]:
+    """The parsed configuration at path, None when there is no such file; ConfigError when it is bad."""
+    text = read_text(path)
+    return None if text is None else parse(text, path)
+
+
+def entry_labels(config: t.Optional[t.Dict[str, t.Any]]) -> t.List[t.Dict[str, t.List[str]]]:
+    """Every entry as {resources, providers (labels)}, in file order: what a report may show (no keys)."""
+    if not config:
+        return []
+    return [
+        {"resources": list(entry["resources"]), "providers": [provider_label(p) for p in entry["providers"]]}
+        for entry in config["resources"]
+    ]
+
+
+def socket_path(endpoint: str) -> str:
+    """The unix socket path of a KMS endpoint, normalised so that two spellings of one path compare equal
+    (/var/run is a symlink to /run on every current distribution)."""
+    path = endpoint[len("unix://") :] if endpoint.startswith("unix://") else endpoint
+    path = os.path.normpath(path) if path else path
+    if path == "/var/run" or path.startswith("/var/run/"):
+        path = path[len("/var") :]
+    return path
+
+
+def kms_providers(config: t.Optional[t.Dict[str, t.Any]]) -> t.List[t.Dict[str, t.Any]]:
+    """Each KMS provider once (by name, in file order) with the resources of every entry that carries it
+    and whether it encrypts writes (first provider) in at least one of them."""
+    found: t.Dict[str, t.Dict[str, t.Any]] = {}
+    for entry in (config or {}).get("resources") or []:
+        for index, provider in enumerate(entry["providers"]):
+            if provider_type(provider) != "kms":
+                continue
+            body = provider["kms"]
+            endpoint = str(body.get("endpoint") or "")
+            item = found.setdefault(
+                str(body["name"]),
+                dict(
+                    name=str(body["name"]),
+                    endpoint=endpoint,
+                    socket=socket_path(endpoint),
+                    api_version=kms_api_version_of(provider),
+                    resources=[],
+                    write=False,
+                ),
+            )
+            item["resources"].extend(r for r in entry["resources"] if r not in item["resources"])
+            item["write"] = item["write"] or index == 0
+    return list(found.values())
+
+
+def provider_resources(config: t.Optional[t.Dict[str, t.Any]], name: str) -> t.List[str]:
+    """The resources of every entry that carries the KMS provider name, in file order."""
+    return next((p["resources"] for p in kms_providers(config) if p["name"] == name), [])
+
+
+def non_identity_entries(config: t.Optional[t.Dict[str, t.Any]]) -> t.List[t.Dict[str, t.List[str]]]:
+    """The entries (as entry_labels) with a provider other than identity: data they cover may be encrypted."""
+    return [e for e in entry_labels(config) if any(label != "identity" for label in e["providers"])]
+
+
+def describe_entries(entries: t.List[t.Dict[str, t.List[str]]]) -> str:
+    """'[secrets, configmaps]: kms:tke-kms-plugin, identity; [...]: aesgcm' for messages."""
+    return "; ".join("[%s]: %s" % (", ".join(e["resources"]), ", ".join(e["providers"])) for e in entries)

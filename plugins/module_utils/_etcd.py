@@ -12,6 +12,7 @@ k8s:enc:kms:v2:tke-kms-plugin: - anything else is stored in the clear (identity)
 from __future__ import annotations
 
 import base64
+import re
 import typing as t
 
 from ansible_collections.tke.kms.plugins.module_utils._https import Endpoint, HttpsError, StatusError
@@ -115,31 +116,150 @@ class EtcdReader:
             start = base64.b64decode(kvs[-1]["key"]) + b"\0"
 
 
+# Where kube-apiserver keeps a resource in etcd, below --etcd-prefix. Built-in resources are under their
+# plural, except these (k8s.io/kubernetes pkg/kubeapiserver/default_storage_factory_builder.go,
+# SpecialDefaultResourcePrefixes); keyed by how an EncryptionConfiguration names the resource.
+SPECIAL_KEY_PREFIXES = {
+    "replicationcontrollers": "controllers",
+    "endpoints": "services/endpoints",
+    "nodes": "minions",
+    "services": "services/specs",
+    "ingresses.extensions": "ingress",
+    "ingresses.networking.k8s.io": "ingress",
+    "podsecuritypolicies.extensions": "podsecuritypolicy",
+    "podsecuritypolicies.policy": "podsecuritypolicy",
+}
+# API groups whose resources kube-apiserver stores under the plural alone. Resources of any other group -
+# custom resources, and the CRDs and APIServices themselves - are stored under <group>/<plural>.
+BUILT_IN_GROUPS = frozenset(
+    (
+        "admissionregistration.k8s.io",
+        "apiserverinternal.k8s.io",
+        "apps",
+        "autoscaling",
+        "batch",
+        "certificates.k8s.io",
+        "coordination.k8s.io",
+        "discovery.k8s.io",
+        "events.k8s.io",
+        "extensions",
+        "flowcontrol.apiserver.k8s.io",
+        "internal.apiserver.k8s.io",
+        "networking.k8s.io",
+        "node.k8s.io",
+        "policy",
+        "rbac.authorization.k8s.io",
+        "resource.k8s.io",
+        "scheduling.k8s.io",
+        "storage.k8s.io",
+        "storagemigration.k8s.io",
+    )
+)
+RESOURCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def resource_key_prefix(etcd_prefix: str, resource: str) -> bytes:
+    """The etcd key prefix of every object of resource ('configmaps', 'deployments.apps', 'foos.example.com').
+
+    ValueError for what cannot be counted this way: wildcards (*.*, *.<group>), subresources, bad names.
+    """
+    names = resource.split(".")
+    plural, group = names[0], ".".join(names[1:])
+    if not all(RESOURCE_NAME.match(name) for name in names):
+        raise ValueError(
+            "cannot count the objects of %r: give a resource as an EncryptionConfiguration names it, the "
+            "plural for the core group (secrets, configmaps) or <plural>.<group> (deployments.apps, "
+            "widgets.example.com); wildcards (*.*, *.<group>) and subresources are not supported" % resource
+        )
+    if resource in SPECIAL_KEY_PREFIXES:
+        path = SPECIAL_KEY_PREFIXES[resource]
+    elif not group or group in BUILT_IN_GROUPS:
+        path = plural
+    else:
+        path = "%s/%s" % (group, plural)
+    return ("%s/%s/" % (etcd_prefix.rstrip("/"), path)).encode()
+
+
+def check_resources(resources: t.Sequence[str]) -> None:
+    """ValueError naming the first resource that cannot be counted (see resource_key_prefix)."""
+    for resource in resources:
+        resource_key_prefix("", resource)
+
+
 class SecretCensus(t.NamedTuple):
     total: int
     by_storage: t.Dict[str, int]
-    pending: t.List[str]  # namespace/name of Secrets not yet stored as the target wants
-    encrypted: int  # Secrets stored with the KMS provider, whatever the target
+    pending: t.List[str]  # namespace/name of objects not yet stored as the target wants (if listed)
+    encrypted: int  # objects stored with the KMS provider, whatever the target
+    pending_count: int = 0
 
 
 def census(
-    reader: EtcdReader, etcd_prefix: str, provider_name: str, page_size: int = 500, *, target: str = "kms"
+    reader: EtcdReader,
+    etcd_prefix: str,
+    provider_name: str,
+    page_size: int = 500,
+    *,
+    target: str = "kms",
+    resource: str = "secrets",
+    list_pending: bool = True,
 ) -> SecretCensus:
-    """How each Secret is stored, and which are not yet stored as the target wants (see stored_as_target)."""
+    """How each object of resource is stored, and which are not yet stored as the target wants (see
+    stored_as_target). Names are listed only with list_pending (a large resource needs no name list)."""
     if target not in TARGETS:
         raise ValueError("target must be one of %s, not %r" % (", ".join(TARGETS), target))
-    prefix = (etcd_prefix.rstrip("/") + "/secrets/").encode()
+    prefix = resource_key_prefix(etcd_prefix, resource)
     by_storage: t.Dict[str, int] = {}
     pending = []
-    total = encrypted = 0
+    total = encrypted = pending_count = 0
     for key, value in reader.scan(prefix, page_size):
         total += 1
         label = storage_label(value)
         by_storage[label] = by_storage.get(label, 0) + 1
         encrypted += is_kms(label, provider_name)
         if not stored_as_target(label, target, provider_name):
-            pending.append(key[len(prefix) :].decode("utf-8", "replace"))
-    return SecretCensus(total, by_storage, pending, encrypted)
+            pending_count += 1
+            if list_pending:
+                pending.append(key[len(prefix) :].decode("utf-8", "replace"))
+    return SecretCensus(total, by_storage, pending, encrypted, pending_count)
+
+
+def census_of_resources(
+    reader: EtcdReader,
+    etcd_prefix: str,
+    provider_name: str,
+    resources: t.Sequence[str],
+    page_size: int = 500,
+    *,
+    target: str = "kms",
+    list_pending: bool = True,
+) -> t.Tuple[SecretCensus, t.Dict[str, SecretCensus]]:
+    """The census of each resource, and their sum; pending names are of Secrets only (with list_pending)."""
+    check_resources(resources)  # every name before the first scan
+    each = {
+        resource: census(
+            reader,
+            etcd_prefix,
+            provider_name,
+            page_size,
+            target=target,
+            resource=resource,
+            list_pending=list_pending and resource == "secrets",
+        )
+        for resource in dict.fromkeys(resources)
+    }
+    by_storage: t.Dict[str, int] = {}
+    for found in each.values():
+        for label, count in found.by_storage.items():
+            by_storage[label] = by_storage.get(label, 0) + count
+    total = SecretCensus(
+        sum(f.total for f in each.values()),
+        by_storage,
+        [name for f in each.values() for name in f.pending],
+        sum(f.encrypted for f in each.values()),
+        sum(f.pending_count for f in each.values()),
+    )
+    return total, each
 
 
 def etcd_endpoints(

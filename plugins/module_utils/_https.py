@@ -26,6 +26,8 @@ import threading
 import typing as t
 from urllib.parse import urlsplit
 
+from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import syntax_error_message
+
 try:
     import yaml
 except ImportError:  # reported by the module when a kubeconfig has to be read
@@ -261,7 +263,9 @@ def _load_kubeconfig(endpoint: Endpoint, path: str) -> None:
     try:
         with open(path, encoding="utf-8") as handle:
             config = yaml.safe_load(handle) or {}
-    except (OSError, yaml.YAMLError) as exc:
+    except yaml.YAMLError as exc:  # PyYAML quotes the bad line, which may be a token: the position only
+        raise HttpsError(syntax_error_message("the kubeconfig %s" % path, exc)) from None
+    except OSError as exc:
         raise HttpsError("cannot read the kubeconfig %s: %s" % (path, exc)) from exc
     context = _kubeconfig_entry(config, "context", config.get("current-context"))
     user = _kubeconfig_entry(config, "user", context.get("user"))

@@ -17,8 +17,10 @@ import traceback
 import typing as t
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
+from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import syntax_error_message
 
 try:
+    import yaml  # the Python client's own dependency: it reads kubeconfig files with it
     from kubernetes import client as k8s_client
     from kubernetes import config as k8s_config
     from kubernetes.client.rest import ApiException
@@ -40,7 +42,8 @@ VOLATILE_ANNOTATIONS = ("deprecated.daemonset.template.generation",)
 def k8s_auth_argument_spec() -> t.Dict[str, t.Any]:
     """Connection options, named as kubernetes.core names them (doc fragment tke.kms.k8s_auth)."""
     return dict(
-        kubeconfig=dict(type="raw", fallback=(env_fallback, ["K8S_AUTH_KUBECONFIG"])),
+        # no_log: given inline it holds tokens and keys (see narrow_kubeconfig_masking)
+        kubeconfig=dict(type="raw", no_log=True, fallback=(env_fallback, ["K8S_AUTH_KUBECONFIG"])),
         context=dict(type="str", fallback=(env_fallback, ["K8S_AUTH_CONTEXT"])),
         host=dict(type="str", fallback=(env_fallback, ["K8S_AUTH_HOST"])),
         api_key=dict(type="str", no_log=True, fallback=(env_fallback, ["K8S_AUTH_API_KEY"])),
@@ -55,6 +58,50 @@ def k8s_auth_argument_spec() -> t.Dict[str, t.Any]:
         proxy=dict(type="str", fallback=(env_fallback, ["K8S_AUTH_PROXY"])),
         api_timeout=dict(type="int", default=30),
     )
+
+
+# Parts of a kubeconfig that are not credentials; everything else (users[].user) is.
+KUBECONFIG_PUBLIC_KEYS = ("apiVersion", "kind", "current-context", "preferences", "clusters", "contexts")
+
+
+def _strings(value: t.Any) -> t.Set[str]:
+    if isinstance(value, dict):
+        return set().union(*(_strings(v) for v in value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(_strings(v) for v in value)) if value else set()
+    return {str(value)} if value not in (None, "") and not isinstance(value, bool) else set()
+
+
+def narrow_kubeconfig_masking(module: t.Any) -> None:
+    """Mask only the credentials of the no_log kubeconfig in the module's output.
+
+    Ansible masks every string of a no_log option wherever it appears in the output: for a kubeconfig path
+    that is the path, for an inline kubeconfig also 'v1', 'Config' and the cluster names, which would turn
+    apps/v1 into apps/********. The invocation log already hides the whole option; from here on only the
+    user entries' strings (and those of the other no_log options) stay masked.
+    """
+    kubeconfig = module.params.get("kubeconfig")
+    if isinstance(kubeconfig, dict):
+        users = kubeconfig.get("users")
+        entries = [u for u in users if isinstance(u, dict)] if isinstance(users, list) else []
+        names = [u.get("name") for u in entries]
+        public = _strings({k: v for k, v in kubeconfig.items() if k in KUBECONFIG_PUBLIC_KEYS}) | _strings(
+            names
+        )
+        secret = _strings(
+            {k: v for k, v in kubeconfig.items() if k not in (*KUBECONFIG_PUBLIC_KEYS, "users")}
+        )
+        secret |= _strings([{k: v for k, v in u.items() if k != "name"} for u in entries])
+        if not isinstance(users, list) or len(entries) != len(users):
+            secret |= _strings(users)
+    elif isinstance(kubeconfig, str):
+        public, secret = {kubeconfig}, set()
+    else:
+        return
+    for name, spec in module.argument_spec.items():
+        if spec.get("no_log") and name != "kubeconfig":
+            secret |= _strings(module.params.get(name))
+    module.no_log_values.difference_update(public - secret)
 
 
 def missing_client_message() -> t.Optional[str]:
@@ -97,6 +144,11 @@ def build_configuration(params: t.Dict[str, t.Any]) -> "k8s_client.Configuration
                 k8s_config.load_kube_config(
                     context=context, client_configuration=configuration, persist_config=False
                 )
+    except yaml.YAMLError as exc:  # its message quotes the bad line, which may hold a token: position only
+        where = "the kubeconfig %s" % kubeconfig if isinstance(kubeconfig, str) else "the kubeconfig"
+        raise KubeError(
+            "cannot load the Kubernetes connection: " + syntax_error_message(where, exc)
+        ) from None
     except (ConfigException, OSError) as exc:
         raise KubeError(
             "cannot load the Kubernetes connection (%s): set kubeconfig (or K8S_AUTH_KUBECONFIG) or host"

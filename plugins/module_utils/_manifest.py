@@ -176,6 +176,11 @@ class ApiserverManifest:
         flags = self.flags()
         return flags.get(ENCRYPTION_FLAG) or flags.get(LEGACY_ENCRYPTION_FLAG)
 
+    def encryption_config_host_path(self) -> t.Optional[str]:
+        """Where the named encryption configuration is on the master: the host path of its mount."""
+        path = self.encryption_config_path()
+        return (self.host_path_of(path) or path) if path else None
+
     def feature_gates(self) -> t.Dict[str, str]:
         return dict(parse_feature_gates(self.flags().get(FEATURE_GATES_FLAG) or ""))
 

@@ -31,6 +31,18 @@ class YamlEditError(Exception):
     """The document cannot be read or edited as asked."""
 
 
+def syntax_error_message(what: str, exc: Exception) -> str:
+    """'<what> is not valid YAML (line L, column C)': where the error is, never what is there.
+
+    PyYAML's own message quotes the offending line, which may hold key material (an aescbc secret, a
+    kubeconfig token), so only the position it found is reported.
+    """
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if mark is None:
+        return "%s is not valid YAML" % what
+    return "%s is not valid YAML (line %d, column %d)" % (what, mark.line + 1, mark.column + 1)
+
+
 class Ref:
     """A place in the document: its original node (None for content an edit added) and its live data."""
 
@@ -68,7 +80,7 @@ def load_single_document(text: str, what: str) -> t.Tuple[t.Any, t.Any]:
         nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
         documents = list(yaml.safe_load_all(text))
     except yaml.YAMLError as exc:
-        raise YamlEditError("%s is not valid YAML: %s" % (what, " ".join(str(exc).split()))) from exc
+        raise YamlEditError(syntax_error_message(what, exc)) from None
     if len(nodes) != 1:
         raise YamlEditError("%s must hold exactly one YAML document, found %d" % (what, len(nodes)))
     return nodes[0], documents[0]

@@ -28,8 +28,12 @@ options:
     type: str
   require_kms:
     description:
-      - Require a passing KMS health check. The default is V(true) from Kubernetes 1.16 (where the checks
-        appeared) when the manifest names an encryption configuration.
+      - Require a passing KMS health check.
+      - The default follows the configuration the apiserver runs with - V(true) from Kubernetes 1.16 (where
+        the checks appeared) when the encryption configuration the manifest names has a C(kms) provider, so
+        an apiserver whose configuration has only C(aescbc), C(aesgcm), C(secretbox) or C(identity)
+        providers (or no configuration) is healthy without one.
+      - A configuration that cannot be read fails the module (a YAML error by file, line and column only).
     type: bool
 extends_documentation_fragment:
   - tke.kms.master_api
@@ -88,8 +92,9 @@ import re
 import typing as t
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.tke.kms.plugins.module_utils import _encryption_config as ec
 from ansible_collections.tke.kms.plugins.module_utils._https import Endpoint, HttpsError
-from ansible_collections.tke.kms.plugins.module_utils._manifest import ManifestError
+from ansible_collections.tke.kms.plugins.module_utils._manifest import ApiserverManifest, ManifestError
 from ansible_collections.tke.kms.plugins.module_utils._master_api import (
     master_api_argument_spec,
     master_endpoint,
@@ -163,6 +168,12 @@ def probe(
     return result
 
 
+def runs_kms(manifest: ApiserverManifest) -> bool:
+    """Whether the encryption configuration the manifest names has a KMS provider."""
+    path = manifest.encryption_config_host_path()
+    return bool(path) and bool(ec.kms_providers(ec.read_config(t.cast(str, path))))
+
+
 def main() -> None:
     spec = master_api_argument_spec()
     spec.update(
@@ -176,11 +187,11 @@ def main() -> None:
         manifest = read_manifest(params["manifest_path"])
         version = manifest.version(params["kubernetes_version"])
         endpoint = master_endpoint(params, manifest)
-    except (ManifestError, HttpsError) as exc:
+        require_kms = params["require_kms"]
+        if require_kms is None:
+            require_kms = version >= (1, 16) and runs_kms(manifest)
+    except (ManifestError, HttpsError, ec.ConfigError, OSError) as exc:
         module.fail_json(msg=str(exc))
-    require_kms = params["require_kms"]
-    if require_kms is None:
-        require_kms = version >= (1, 16) and bool(manifest.encryption_config_path())
     path = "/readyz" if version >= (1, 16) else "/healthz"
     with endpoint:
         result = probe(endpoint, path, require_kms, params["started_after"])

@@ -31,6 +31,11 @@ description:
     flag (both spellings, and C(--encryption-provider-config-automatic-reload)), the C(hostPath) volumes and
     volume mounts named O(config_volume_name) and O(socket_volume_name), and the annotation. The same
     structural edit, backup, check and diff apply; a manifest that has none of them is no change.
+  - Before it takes the flag out, O(state=absent) reads the encryption configuration and refuses (naming
+    the entries, their resources and provider labels, and changing nothing) unless every entry has only the
+    C(identity) provider - without the flag the apiserver could not read what another provider still
+    protects.
+  - Kubernetes older than 1.10 has no KMS provider; O(state=present) refuses it.
 options:
   path:
     description: The kube-apiserver static-pod manifest.
@@ -44,9 +49,10 @@ options:
         the C(hostPath) volumes named O(config_volume_name) and O(socket_volume_name) with their volume mounts
         (only those, by name; a volume of that name that is not a C(hostPath) volume is left with its
         mounts), and the annotation C(tke.kms/encryption-config-sha256). A C(volumes), C(volumeMounts) or
-        C(annotations) left empty goes too. Feature gates stay as they are. O(encryption_config_path),
-        O(encryption_config_checksum), O(restart_on_config_change), O(socket_dir) and O(feature_gates) are
-        ignored.
+        C(annotations) left empty goes too. Feature gates stay as they are. O(encryption_config_checksum),
+        O(restart_on_config_change), O(socket_dir) and O(feature_gates) are ignored.
+      - It refuses while the encryption configuration (O(encryption_config_path), else the file the
+        manifest names) has an entry with a provider other than C(identity).
       - Only run O(state=absent) once the configuration has identity first on every master and every
         Secret is stored in the clear (M(tke.kms.encryption_config)
         O(tke.kms.encryption_config#module:phase=decrypt), M(tke.kms.secret_storage_info)
@@ -60,9 +66,12 @@ options:
       - Version of the apiserver, for example V(1.20.2). If not set, it is read from the container image tag.
     type: str
   encryption_config_path:
-    description: The encryption provider configuration, on the master (it is mounted at the same path).
+    description:
+      - The encryption provider configuration, on the master (it is mounted at the same path).
+      - With O(state=present), V(/etc/kubernetes/encryption-provider-config.yaml) if not set.
+      - With O(state=absent), the configuration that must hold only C(identity) entries; if not set, the file
+        the manifest names (at the host path of its mount).
     type: path
-    default: /etc/kubernetes/encryption-provider-config.yaml
   encryption_config_checksum:
     description:
       - SHA-256 to record in the annotation. If not set, it is computed from the file at
@@ -177,6 +186,14 @@ removed:
       type: list
       elements: str
       sample: [tke.kms/encryption-config-sha256]
+entries:
+  description:
+    - Why O(state=absent) refused - the entries of the encryption configuration with a provider other than
+      C(identity), as their resources and provider labels (C(kms:<name>), V(aescbc), ...; never key material).
+  returned: when O(state=absent) refuses
+  type: list
+  elements: dict
+  sample: [{resources: [configmaps], providers: [aesgcm, identity]}]
 layout_preserved:
   description: False when the manifest had to be written out in full (comments lost).
   returned: always
@@ -196,6 +213,7 @@ import time
 import typing as t
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.tke.kms.plugins.module_utils import _encryption_config as ec
 from ansible_collections.tke.kms.plugins.module_utils import _manifest as mf
 from ansible_collections.tke.kms.plugins.module_utils._files import (
     atomic_write,
@@ -205,13 +223,15 @@ from ansible_collections.tke.kms.plugins.module_utils._files import (
 )
 from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import yaml
 
+DEFAULT_CONFIG_PATH = "/etc/kubernetes/encryption-provider-config.yaml"
+
 
 def argument_spec() -> t.Dict[str, t.Any]:
     return dict(
         path=dict(type="path", default="/etc/kubernetes/manifests/kube-apiserver.yaml"),
         state=dict(type="str", choices=["present", "absent"], default="present"),
         kubernetes_version=dict(type="str"),
-        encryption_config_path=dict(type="path", default="/etc/kubernetes/encryption-provider-config.yaml"),
+        encryption_config_path=dict(type="path"),
         encryption_config_checksum=dict(type="str"),
         restart_on_config_change=dict(type="bool", default=True),
         socket_dir=dict(type="path", default="/var/run/tke-kms-plugin"),
@@ -222,11 +242,10 @@ def argument_spec() -> t.Dict[str, t.Any]:
     )
 
 
-def config_checksum(module: AnsibleModule) -> str:
+def config_checksum(module: AnsibleModule, path: str) -> str:
     given = module.params["encryption_config_checksum"]
     if given:
         return given
-    path = module.params["encryption_config_path"]
     try:
         with open(path, "rb") as handle:
             return hashlib.sha256(handle.read()).hexdigest()
@@ -242,12 +261,12 @@ def edit(module: AnsibleModule, manifest: mf.ApiserverManifest) -> t.Tuple[str, 
     """Apply the changes; returns (version, flag name)."""
     params = module.params
     version = manifest.version(params["kubernetes_version"])
+    ec.config_format(version)  # ConfigError before 1.10: no KMS provider to point the apiserver at
+    config_path = params["encryption_config_path"] or DEFAULT_CONFIG_PATH
     flag = mf.encryption_flag_for(version)
     other = mf.LEGACY_ENCRYPTION_FLAG if flag == mf.ENCRYPTION_FLAG else mf.ENCRYPTION_FLAG
-    manifest.set_flag(flag, params["encryption_config_path"], replaces=(other,))
-    manifest.ensure_host_path(
-        mf.HostPathMount(params["config_volume_name"], params["encryption_config_path"], "File", True)
-    )
+    manifest.set_flag(flag, config_path, replaces=(other,))
+    manifest.ensure_host_path(mf.HostPathMount(params["config_volume_name"], config_path, "File", True))
     manifest.ensure_host_path(
         mf.HostPathMount(params["socket_volume_name"], params["socket_dir"], "DirectoryOrCreate", False)
     )
@@ -256,7 +275,7 @@ def edit(module: AnsibleModule, manifest: mf.ApiserverManifest) -> t.Tuple[str, 
         gates[name] = module.boolean(enabled)
     manifest.merge_feature_gates(gates)
     if params["restart_on_config_change"]:
-        manifest.set_annotation(mf.CONFIG_CHECKSUM_ANNOTATION, config_checksum(module))
+        manifest.set_annotation(mf.CONFIG_CHECKSUM_ANNOTATION, config_checksum(module, config_path))
     return str(version), flag
 
 
@@ -264,6 +283,10 @@ def edit_absent(module: AnsibleModule, manifest: mf.ApiserverManifest) -> t.Tupl
     """Take out everything edit() puts in; returns (version, what was removed)."""
     params = module.params
     version = manifest.version(params["kubernetes_version"])
+    if manifest.encryption_config_path():
+        refuse_while_encrypted(
+            module, params["encryption_config_path"] or manifest.encryption_config_host_path()
+        )
     removed: t.Dict[str, t.List[str]] = dict(
         flags=manifest.remove_flags(mf.ENCRYPTION_FLAGS), volumes=[], volume_mounts=[], annotations=[]
     )
@@ -276,6 +299,25 @@ def edit_absent(module: AnsibleModule, manifest: mf.ApiserverManifest) -> t.Tupl
     if manifest.remove_annotation(mf.CONFIG_CHECKSUM_ANNOTATION):
         removed["annotations"].append(mf.CONFIG_CHECKSUM_ANNOTATION)
     return str(version), removed
+
+
+def refuse_while_encrypted(module: AnsibleModule, config_path: t.Optional[str]) -> None:
+    """Fail unless every entry of the configuration is identity only (ConfigError for an unreadable one)."""
+    config = ec.read_config(t.cast(str, config_path))
+    if config is None:
+        module.warn("%s does not exist, so nothing in it needs the flag; taking the flag out" % config_path)
+        return
+    entries = ec.non_identity_entries(config)
+    if entries:
+        module.fail_json(
+            msg="refusing to take the encryption provider config out of %s: %s still has entries with "
+            "providers other than identity (%s), and without the flag the apiserver cannot read what they "
+            "encrypted. Make each entry identity only first (tke.kms.encryption_config phase=decrypt, "
+            "rewrite every object of its resources, then remove each provider), or keep the flag"
+            % (module.params["path"], config_path, ec.describe_entries(entries)),
+            changed=False,
+            entries=entries,
+        )
 
 
 def main() -> None:
@@ -293,7 +335,7 @@ def main() -> None:
             version, details["removed"] = edit_absent(module, manifest)
         else:
             version, details["encryption_flag"] = edit(module, manifest)
-    except mf.ManifestError as exc:
+    except (mf.ManifestError, ec.ConfigError, OSError) as exc:
         module.fail_json(msg=str(exc))
     new_text, preserved = manifest.render()
     result: t.Dict[str, t.Any] = dict(

@@ -12,7 +12,11 @@ description:
   - Parses the kube-apiserver static-pod manifest of a master and returns its Kubernetes version (from the
     image tag), the encryption configuration it uses if any, its feature gates, how it reaches etcd and its
     own endpoint.
-  - Fails with a clear message when the file is not YAML, not a Pod, or has no C(kube-apiserver) container.
+  - Reads the encryption configuration the manifest names (at the host path its volume mount shows) and
+    returns its entries and KMS providers, never key material.
+  - Fails with a clear message when the file is not YAML, not a Pod, or has no C(kube-apiserver) container,
+    and when the encryption configuration it names is not a valid one (a YAML error is reported by file, line
+    and column only, as the line may hold an C(aescbc) key).
 options:
   path:
     description: The kube-apiserver static-pod manifest.
@@ -68,6 +72,53 @@ encryption_config_path:
   description: The configuration file the apiserver is started with (either flag spelling), null if none.
   returned: always
   type: str
+encryption_entries:
+  description:
+    - The entries of the encryption configuration the manifest names, in file order. Provider labels are
+      C(kms:<name>) for KMS providers, else the provider type (V(aescbc), V(aesgcm), V(secretbox),
+      V(identity)); the first one encrypts new writes.
+    - Empty when the manifest names no configuration or the file does not exist.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{resources: [secrets, configmaps], providers: [kms:tke-kms-plugin, aescbc, identity]}]
+  contains:
+    resources:
+      description: The resources of the entry.
+      type: list
+      elements: str
+    providers:
+      description: Its provider labels, in order.
+      type: list
+      elements: str
+kms_providers:
+  description: Each KMS provider of that configuration once, by name, in file order.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The provider name (part of the stored data's prefix).
+      type: str
+    endpoint:
+      description: The C(endpoint) as written.
+      type: str
+      sample: unix:///var/run/tke-kms-plugin/server.sock
+    socket:
+      description: The unix socket path of the endpoint, normalised (a leading C(/var/run/) becomes C(/run/)).
+      type: str
+      sample: /run/tke-kms-plugin/server.sock
+    api_version:
+      description: The KMS API of the provider.
+      type: str
+      sample: v2
+    resources:
+      description: The resources of every entry that carries it.
+      type: list
+      elements: str
+    write:
+      description: Whether it is the first provider (encrypts new writes) of at least one entry.
+      type: bool
 config_checksum:
   description: The configuration checksum recorded by M(tke.kms.apiserver_manifest), null if none.
   returned: always
@@ -112,6 +163,7 @@ etcd:
 import typing as t
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.tke.kms.plugins.module_utils import _encryption_config as ec
 from ansible_collections.tke.kms.plugins.module_utils import _manifest as mf
 from ansible_collections.tke.kms.plugins.module_utils._files import read_text
 from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import yaml
@@ -134,7 +186,9 @@ def main() -> None:
     try:
         manifest = mf.ApiserverManifest(t.cast(str, text), path)
         version = manifest.version(module.params["kubernetes_version"])
-    except mf.ManifestError as exc:
+        config_path = manifest.encryption_config_host_path()
+        config = ec.read_config(config_path) if config_path else None
+    except (mf.ManifestError, ec.ConfigError, OSError) as exc:
         module.fail_json(msg=str(exc))
     flags = manifest.flags()
     annotations = (manifest.pod.value.get("metadata") or {}).get("annotations") or {}
@@ -146,6 +200,8 @@ def main() -> None:
         image=manifest.image,
         encryption_flag=mf.encryption_flag_for(version),
         encryption_config_path=manifest.encryption_config_path(),
+        encryption_entries=ec.entry_labels(config),
+        kms_providers=ec.kms_providers(config),
         config_checksum=annotations.get(mf.CONFIG_CHECKSUM_ANNOTATION),
         feature_gates=manifest.feature_gates(),
         flags=flags,

@@ -218,6 +218,16 @@ providers:
   type: list
   elements: str
   sample: [kms:tke-kms-plugin, aescbc, identity]
+provider_resources:
+  description:
+    - The resources of every entry that carries the KMS provider O(provider_name) after the change (with
+      O(state=absent), the ones that carried it before) - what re-encryption must rewrite and verification
+      must count, which is more than O(resources) when an entry lists several resources.
+    - Empty when no entry carries it.
+  returned: always
+  type: list
+  elements: str
+  sample: [secrets, configmaps]
 removed:
   description: Whether the KMS provider was removed (or would be, in check mode).
   returned: when O(state=absent)
@@ -376,6 +386,8 @@ def main() -> None:
     result: t.Dict[str, t.Any] = dict(changed=False, path=path, kms_api_version=api_version)
     if params["state"] == "absent":
         result["removed"] = existing != desired
+    carrier = existing if params["state"] == "absent" else desired
+    result["provider_resources"] = ec.provider_resources(carrier, params["provider_name"])
     if desired is None:  # state=absent and no file: nothing to remove
         module.exit_json(checksum=None, providers=[], created=False, format=None, **result)
     desired = t.cast(t.Dict[str, t.Any], desired)

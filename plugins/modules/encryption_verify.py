@@ -16,7 +16,7 @@ description:
     not appear in it, and deletes the Secret again.
   - With O(target=identity) (turning encryption off) it checks the opposite - the raw value has no encryption
     prefix (C(k8s:enc:)) and the random value appears in it.
-  - Then counts the Secrets of the cluster that are not yet stored as O(target) wants.
+  - Then counts the objects of O(resources) (Secrets by default) that are not yet stored as O(target) wants.
   - Fails with what it found when a check does not pass. Leaves nothing behind, so it never reports a change.
 options:
   provider_name:
@@ -35,12 +35,22 @@ options:
     type: str
     choices: [kms, identity]
     default: kms
+  resources:
+    description:
+      - The resources whose objects are counted, named as an EncryptionConfiguration names them (V(secrets),
+        V(configmaps), C(<plural>.<group>)); give every resource of the entries that carry the provider. See
+        M(tke.kms.secret_storage_info) O(tke.kms.secret_storage_info#module:resources) for the etcd layout
+        this follows and what is refused.
+      - The temporary object of the round trip is always a Secret.
+    type: list
+    elements: str
+    default: [secrets]
   namespace:
     description: Namespace of the temporary Secret.
     type: str
     default: default
   fail_on_pending:
-    description: Fail when some Secrets are not yet stored as O(target) wants.
+    description: Fail when some objects of O(resources) are not yet stored as O(target) wants.
     type: bool
     default: true
 extends_documentation_fragment:
@@ -89,28 +99,39 @@ probe:
       description: Whether the random value appears in the raw etcd value.
       type: bool
 total:
-  description: Secrets in etcd.
+  description: Objects of O(resources) in etcd.
   returned: always
   type: int
 by_storage:
-  description: Secrets per storage.
+  description: Objects of O(resources) per storage.
   returned: always
   type: dict
 pending_count:
-  description: Secrets not yet stored as O(target) wants.
+  description: Objects of O(resources) not yet stored as O(target) wants.
   returned: always
   type: int
 encrypted_count:
-  description: Secrets stored with the KMS provider O(provider_name) (whatever O(target) is).
+  description: Objects of O(resources) stored with the KMS provider O(provider_name) (whatever O(target) is).
   returned: always
   type: int
+per_resource:
+  description: The counts (C(total), C(by_storage), C(encrypted_count), C(pending_count)) of each resource.
+  returned: always
+  type: dict
+  sample: {secrets: {total: 40, by_storage: {"kms:v2:tke-kms-plugin": 40}, encrypted_count: 40,
+           pending_count: 0}}
+pending_resources:
+  description: The resources other than V(secrets) with pending objects.
+  returned: always
+  type: list
+  elements: str
 target:
   description: The O(target) that was checked.
   returned: always
   type: str
   sample: kms
 pending_sample:
-  description: Up to 20 of them, as C(namespace/name).
+  description: Up to 20 of the pending Secrets, as C(namespace/name).
   returned: always
   type: list
   elements: str
@@ -124,7 +145,9 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.tke.kms.plugins.module_utils._etcd import (
     TARGETS,
     EtcdReader,
-    census,
+    SecretCensus,
+    census_of_resources,
+    check_resources,
     etcd_argument_spec,
     etcd_reader,
     is_kms,
@@ -197,12 +220,27 @@ def probe_problems(probe: t.Dict[str, t.Any], target: str, provider: str) -> t.L
     return problems
 
 
-def pending_note(pending: int, total: int, target: str, provider: str) -> str:
+def pending_note(each: t.Dict[str, SecretCensus], target: str, provider: str) -> str:
+    """'3 of 10 Secrets, 12 of 12 configmaps are not yet stored with <provider> (...)'."""
     if target == "identity":
         where, fix = "are still stored encrypted", "rewrite them in the clear"
     else:
         where, fix = "are not yet stored with %s" % provider, "re-encrypt them"
-    return "%d of %d Secrets %s (%s: tke.kms.reencrypt)" % (pending, total, where, fix)
+    counted = ", ".join(
+        "%d of %d %s" % (found.pending_count, found.total, "Secrets" if resource == "secrets" else resource)
+        for resource, found in each.items()
+        if found.pending_count
+    )
+    return "%s %s (%s: tke.kms.reencrypt)" % (counted, where, fix)
+
+
+def counts(found: SecretCensus) -> t.Dict[str, t.Any]:
+    return dict(
+        total=found.total,
+        by_storage=found.by_storage,
+        encrypted_count=found.encrypted,
+        pending_count=found.pending_count,
+    )
 
 
 def main() -> None:
@@ -211,6 +249,7 @@ def main() -> None:
     spec.update(
         provider_name=dict(type="str", default="tke-kms-plugin"),
         target=dict(type="str", choices=list(TARGETS), default="kms"),
+        resources=dict(type="list", elements="str", default=["secrets"]),
         namespace=dict(type="str", default="default"),
         fail_on_pending=dict(type="bool", default=True),
     )
@@ -222,26 +261,25 @@ def main() -> None:
     result: t.Dict[str, t.Any] = dict(changed=False)
     problems = []
     try:
+        check_resources(params["resources"])  # before the round trip writes anything
         endpoint = master_endpoint(params, read_manifest(params["manifest_path"]))
         reader, etcd_prefix = etcd_reader(params)
         with endpoint:
             if not module.check_mode:
                 probe = result["probe"] = round_trip(endpoint, reader, etcd_prefix, params["namespace"])
                 problems.extend(probe_problems(probe, target, provider))
-        found = census(reader, etcd_prefix, provider, target=target)
-    except (ManifestError, HttpsError) as exc:
+        found, each = census_of_resources(reader, etcd_prefix, provider, params["resources"], target=target)
+    except (ManifestError, HttpsError, ValueError) as exc:
         module.fail_json(msg=str(exc), **result)
-    pending = len(found.pending)
     result.update(
-        total=found.total,
-        by_storage=found.by_storage,
-        pending_count=pending,
         pending_sample=found.pending[:20],
-        encrypted_count=found.encrypted,
         target=target,
+        per_resource={resource: counts(c) for resource, c in each.items()},
+        pending_resources=[r for r, c in each.items() if r != "secrets" and c.pending_count],
+        **counts(found),
     )
-    if pending and params["fail_on_pending"]:
-        note = pending_note(pending, found.total, target, provider)
+    if found.pending_count and params["fail_on_pending"]:
+        note = pending_note(each, target, provider)
         if module.check_mode:
             module.warn(note)  # in a check run the rollout before this step did not really happen
         else:

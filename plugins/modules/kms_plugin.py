@@ -285,6 +285,7 @@ from ansible_collections.tke.kms.plugins.module_utils._k8s import (
     KubeResources,
     k8s_auth_argument_spec,
     missing_client_message,
+    narrow_kubeconfig_masking,
     strip_volatile,
 )
 from ansible_collections.tke.kms.plugins.module_utils._k8s_waiter import (
@@ -569,6 +570,7 @@ def main() -> None:
         ],
         supports_check_mode=True,
     )
+    narrow_kubeconfig_masking(module)
     problems = parameter_problems(module.params)
     if problems:
         module.fail_json(msg="; ".join(problems))

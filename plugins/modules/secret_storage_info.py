@@ -6,8 +6,8 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: secret_storage_info
-short_description: Count how the cluster's Secrets are stored in etcd, and which are not yet stored as the
-                   rollout wants (with KMS, or in the clear)
+short_description: Count how the cluster's Secrets (and other resources) are stored in etcd, and which are
+                   not yet stored as the rollout wants (with KMS, or in the clear)
 version_added: 0.1.0
 description:
   - Reads the Secrets' raw values from etcd, as the kube-apiserver of this master stored them, and classifies
@@ -16,7 +16,23 @@ description:
   - Uses the apiserver's own etcd endpoints and client certificate from its manifest, so the master needs
     neither etcdctl nor anything but Python's standard library (and PyYAML to read the manifest). Values are
     never returned.
+  - Counts the objects of every resource in O(resources) - Secrets by default; give every resource of the
+    encryption configuration's entries that carry the provider, so none is left under an old key.
 options:
+  resources:
+    description:
+      - The resources to count, named as an EncryptionConfiguration names them - the plural for the core
+        group (V(secrets), V(configmaps), V(services), ...), C(<plural>.<group>) otherwise
+        (V(deployments.apps), V(widgets.example.com) for a custom resource).
+      - Their etcd keys follow kube-apiserver's layout - C(<etcd_prefix>/<plural>/) for the core and
+        built-in groups (with kube-apiserver's exceptions, for example C(services/specs), C(minions) for
+        nodes, C(ingress) for ingresses), C(<etcd_prefix>/<group>/<plural>/) for any other group (custom
+        resources, C(apiservices.apiregistration.k8s.io),
+        C(customresourcedefinitions.apiextensions.k8s.io)).
+      - Wildcards (C(*.*), C(*.<group>)) and subresources are refused.
+    type: list
+    elements: str
+    default: [secrets]
   manifest_path:
     description: The kube-apiserver manifest whose etcd flags give the defaults below.
     type: path
@@ -39,7 +55,7 @@ options:
     choices: [kms, identity]
     default: kms
   list_pending:
-    description: Return the names of the pending Secrets (RV(pending)).
+    description: Return the names of the pending Secrets (RV(pending); other resources are only counted).
     type: bool
     default: true
   page_size:
@@ -80,38 +96,56 @@ EXAMPLES = r"""
 
 RETURN = r"""
 total:
-  description: Number of Secrets in etcd.
+  description: Number of objects of O(resources) in etcd (of Secrets, with the default O(resources)).
   returned: always
   type: int
 by_storage:
-  description: Number of Secrets per storage (C(identity) for the clear).
+  description: Number of objects of O(resources) per storage (C(identity) for the clear).
   returned: always
   type: dict
   sample: {identity: 12, "kms:v1:tke-kms-plugin": 3040}
 encrypted_count:
-  description: Secrets stored with the KMS provider O(provider_name) (whatever O(target) is).
+  description: Objects of O(resources) stored with the KMS provider O(provider_name) (whatever O(target) is).
   returned: always
   type: int
 pending_count:
-  description: Secrets not stored as O(target) wants.
+  description: Objects of O(resources) not stored as O(target) wants.
   returned: always
   type: int
+per_resource:
+  description: The same counts for each resource of O(resources).
+  returned: always
+  type: dict
+  sample: {secrets: {total: 40, by_storage: {"kms:v2:tke-kms-plugin": 40}, encrypted_count: 40,
+           pending_count: 0}, configmaps: {total: 12, by_storage: {"aescbc:v1:key1": 12}, encrypted_count: 0,
+           pending_count: 12}}
+pending_resources:
+  description:
+    - The resources of O(resources) other than V(secrets) with pending objects. Only Secrets are listed by
+      name (RV(pending)); rewrite every object of these resources.
+  returned: always
+  type: list
+  elements: str
+  sample: [configmaps]
 target:
   description: The O(target) the Secrets were counted against.
   returned: always
   type: str
   sample: kms
 pending:
-  description: C(namespace/name) of those Secrets.
+  description: C(namespace/name) of the pending Secrets (only Secrets, whatever O(resources) holds).
   returned: when O(list_pending=true)
   type: list
   elements: str
 """
 
+import typing as t
+
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.tke.kms.plugins.module_utils._etcd import (
     TARGETS,
-    census,
+    SecretCensus,
+    census_of_resources,
     etcd_argument_spec,
     etcd_reader,
 )
@@ -120,9 +154,19 @@ from ansible_collections.tke.kms.plugins.module_utils._manifest import ManifestE
 from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import yaml
 
 
+def counts(found: SecretCensus) -> t.Dict[str, t.Any]:
+    return dict(
+        total=found.total,
+        by_storage=found.by_storage,
+        encrypted_count=found.encrypted,
+        pending_count=found.pending_count,
+    )
+
+
 def main() -> None:
     spec = etcd_argument_spec()
     spec.update(
+        resources=dict(type="list", elements="str", default=["secrets"]),
         provider_name=dict(type="str", default="tke-kms-plugin"),
         target=dict(type="str", choices=list(TARGETS), default="kms"),
         list_pending=dict(type="bool", default=True),
@@ -134,16 +178,23 @@ def main() -> None:
     params = module.params
     try:
         reader, prefix = etcd_reader(params)
-        found = census(reader, prefix, params["provider_name"], params["page_size"], target=params["target"])
-    except (ManifestError, HttpsError) as exc:
+        found, each = census_of_resources(
+            reader,
+            prefix,
+            params["provider_name"],
+            params["resources"],
+            params["page_size"],
+            target=params["target"],
+            list_pending=params["list_pending"],
+        )
+    except (ManifestError, HttpsError, ValueError) as exc:
         module.fail_json(msg=str(exc))
     result = dict(
         changed=False,
-        total=found.total,
-        by_storage=found.by_storage,
-        encrypted_count=found.encrypted,
-        pending_count=len(found.pending),
         target=params["target"],
+        per_resource={resource: counts(c) for resource, c in each.items()},
+        pending_resources=[r for r, c in each.items() if r != "secrets" and c.pending_count],
+        **counts(found),
     )
     if params["list_pending"]:
         result["pending"] = found.pending

@@ -9,15 +9,19 @@ import secrets
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import requests
 from tencentcloud.kms.v20190118 import models
 from tke_kms_plugin.emulator.testing import make_kms_client, start_emulator_process
 
 from tests.lab.masters import LAB_REGION, MasterLab, rollout_vars
 from tests.lab.playbooks import ansible_playbook
+
+from . import starting_config
+from .starting_config import StartConfig
 
 PROVIDER = "tke-kms-plugin"
 RELIABILITY_TABLE: list[Row] = []  # filled by test_reliability.py, printed at the end of the session
@@ -25,46 +29,64 @@ RELIABILITY_TABLE: list[Row] = []  # filled by test_reliability.py, printed at t
 
 @dataclass
 class Row:
+    start: str  # the starting encryption config
     step: str
     fault: str
-    intact: str
+    secrets: str  # "intact/seeded": read back with their values on every master and stored as expected
+    configmaps: str
     storage: str
 
 
+COLUMNS = ("start", "step", "fault", "secrets", "configmaps", "storage")
+HEADINGS = ("start", "step", "fault", "secrets", "configmaps", "etcd storage")
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """The reliability table: step x fault x Secrets intact."""
+    """The reliability table: starting config x step x fault x objects intact."""
     if not RELIABILITY_TABLE:
         return
-    width = max(len(row.fault) for row in RELIABILITY_TABLE)
-    terminalreporter.section("reliability: step x fault x secrets intact")
-    terminalreporter.write_line(f"{'step':<12} {'fault':<{width}} {'secrets intact':<15} etcd storage")
-    for r in RELIABILITY_TABLE:
-        terminalreporter.write_line(f"{r.step:<12} {r.fault:<{width}} {r.intact:<15} {r.storage}")
+    # Scenarios run side by side: their rows come interleaved; group them, each in its own order.
+    starts = list(dict.fromkeys(row.start for row in RELIABILITY_TABLE))
+    ordered = sorted(RELIABILITY_TABLE, key=lambda row: starts.index(row.start))
+    rows = [HEADINGS, *([getattr(row, column) for column in COLUMNS] for row in ordered)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS) - 1)]
+    terminalreporter.section("reliability: starting config x step x fault x objects intact")
+    for row in rows:
+        cells = [f"{cell:<{width}}" for cell, width in zip(row, widths, strict=False)]
+        terminalreporter.write_line("  ".join([*cells, row[-1]]))
 
 
 @dataclass
 class Cluster:
-    """A lab of chroot masters with an inventory for the playbooks and Secrets of known values."""
+    """A lab of chroot masters with an inventory for the playbooks, Secrets and ConfigMaps of known values."""
 
     lab: MasterLab
-    seeded: dict[str, str]
+    seeded: dict[str, str]  # the seeded Secrets: name -> value
     emulator: Any
     credentials: tuple[str, str]  # the emulator's SecretId and SecretKey
+    configmaps: dict[str, str] = field(default_factory=dict)  # the seeded ConfigMaps: name -> value
 
     def playbook(self, path: str, *extra: str) -> subprocess.CompletedProcess[str]:
         return ansible_playbook(path, "-i", str(self.lab.inventory), *extra)
 
-    def key_states(self) -> dict[str, str]:
-        """Alias -> KeyState of the emulator's KMS keys, through the Tencent SDK."""
+    def keys(self) -> dict[str, tuple[str, str]]:
+        """Alias -> (KeyId, KeyState) of the emulator's KMS keys, through the Tencent SDK."""
         client = make_kms_client(self.emulator.endpoint, *self.credentials, region=LAB_REGION)
         request = models.ListKeyDetailRequest()
         request.Limit = 100
-        return {key.Alias: key.KeyState for key in client.ListKeyDetail(request).KeyMetadatas}
+        return {key.Alias: (key.KeyId, key.KeyState) for key in client.ListKeyDetail(request).KeyMetadatas}
 
-    def etcd_secrets(self, namespace: str = "") -> dict[str, bytes]:
-        """The raw values in etcd of every Secret (of a namespace), by key."""
+    def key_states(self) -> dict[str, str]:
+        """Alias -> KeyState of the emulator's KMS keys."""
+        return {alias: state for alias, (_id, state) in self.keys().items()}
+
+    def seeded_values(self, resource: str) -> dict[str, str]:
+        return {"secrets": self.seeded, "configmaps": self.configmaps}[resource]
+
+    def etcd_values(self, resource: str, namespace: str = "") -> dict[str, bytes]:
+        """The raw values in etcd of every object of `resource` (of a namespace), by key."""
         pki = self.lab.directory / "pki"
-        prefix = f"/registry/secrets/{namespace + '/' if namespace else ''}".encode()
+        prefix = f"/registry/{resource}/{namespace + '/' if namespace else ''}".encode()
         body = {
             "key": base64.b64encode(prefix).decode(),
             "range_end": base64.b64encode(prefix[:-1] + b"0").decode(),
@@ -78,25 +100,63 @@ class Cluster:
             for kv in answer.get("kvs", [])
         }
 
-    def read_seeded(self) -> dict[str, dict[str, str]]:
-        """master -> {name: value} of the seeded Secrets, read through each master's own apiserver."""
-        found = {}
+    def etcd_secrets(self, namespace: str = "") -> dict[str, bytes]:
+        return self.etcd_values("secrets", namespace)
+
+    def read_values(self, resource: str) -> dict[str, dict[str, str] | str]:
+        """master -> {name: value} of the seeded objects of `resource`, read through each master's own
+        apiserver; or the error that master answered (a list fails whole when one object cannot be read)."""
+        seeded = self.seeded_values(resource)
+        found: dict[str, dict[str, str] | str] = {}
         with self.lab.session() as session:
             for master in self.lab.masters:
-                url = f"{master.url}/api/v1/namespaces/default/secrets"
-                items = session.get(url, timeout=60).json()["items"]
+                url = f"{master.url}/api/v1/namespaces/default/{resource}"
+                try:
+                    answer = session.get(url, timeout=60)
+                except requests.RequestException as exc:
+                    found[master.name] = f"{exc.__class__.__name__}: {exc}"
+                    continue
+                if answer.status_code != 200:
+                    found[master.name] = f"HTTP {answer.status_code}: {answer.text[:300]}"
+                    continue
                 found[master.name] = {
-                    s["metadata"]["name"]: base64.b64decode(s["data"]["value"]).decode()
-                    for s in items
-                    if s["metadata"]["name"] in self.seeded
+                    item["metadata"]["name"]: object_value(resource, item)
+                    for item in answer.json()["items"]
+                    if item["metadata"]["name"] in seeded
                 }
         return found
 
+    def read_seeded(self) -> dict[str, dict[str, str]]:
+        """master -> {name: value} of the seeded Secrets, read through each master's own apiserver."""
+        found = self.read_values("secrets")
+        problems = {master: error for master, error in found.items() if isinstance(error, str)}
+        assert not problems, problems
+        return found  # type: ignore[return-value]
+
+
+def object_value(resource: str, item: dict[str, Any]) -> str:
+    data = item.get("data") or {}
+    if resource == "secrets":
+        return base64.b64decode(data.get("value", "")).decode()
+    return data.get("value", "")
+
+
+def create_configmaps(lab: MasterLab, values: dict[str, str], namespace: str = "default") -> None:
+    """One ConfigMap per name, holding its value under key `value`, created through master1."""
+    url = f"{lab.masters[0].url}/api/v1/namespaces/{namespace}/configmaps"
+    with lab.session() as session:
+        for name, value in values.items():
+            body = {"metadata": {"name": name}, "data": {"value": value}}
+            session.post(url, json=body, timeout=30).raise_for_status()
+
 
 @contextmanager
-def running_cluster(name: str, masters: int, seeded: int) -> Iterator[Cluster]:
-    """Chroot masters, the KMS emulator and an inventory for them; `seeded` Secrets of known values in
-    namespace default, stored in the clear. Everything stopped by PID afterwards."""
+def running_cluster(
+    name: str, masters: int, seeded: int, *, configmaps: int = 0, start: StartConfig | None = None
+) -> Iterator[Cluster]:
+    """Chroot masters, the KMS emulator and an inventory for them; `seeded` Secrets and `configmaps`
+    ConfigMaps of known values in namespace default, stored as the starting config `start` says (in the clear
+    without one). Everything stopped by PID afterwards."""
     if os.geteuid() != 0:
         pytest.skip("chroot masters need root")
     lab = MasterLab(f"{name}-{os.getpid()}", masters).start()
@@ -113,9 +173,13 @@ def running_cluster(name: str, masters: int, seeded: int) -> Iterator[Cluster]:
                 tke_kms_apiserver_timeout=90,
             )
         )
+        if start is not None:
+            starting_config.apply(lab, start)
         values = {f"seeded-{number}": secrets.token_hex(8) for number in range(seeded)}
         lab.create_secrets(values)
-        yield Cluster(lab, values, emulator, (secret_id, secret_key))
+        maps = {f"seeded-{number}": secrets.token_hex(8) for number in range(configmaps)}
+        create_configmaps(lab, maps)
+        yield Cluster(lab, values, emulator, (secret_id, secret_key), maps)
     finally:
         emulator.stop()
         lab.stop()

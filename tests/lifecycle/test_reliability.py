@@ -1,111 +1,311 @@
-"""The reliability suite (make reliability): three lab masters, 200 Secrets of known values, the lifecycle
-playbooks run in turn with a fault injected into each, and after every step 200/200 Secrets readable with
-their original values on every master and stored in etcd with the prefix expected for that step.
+"""The reliability suite: the lifecycle site.yml -> rotate.yml -> disable.yml on chroot lab masters, from
+the starting encryption configs of tests/lifecycle/matrix.py, each step with the faults of the matrix
+injected, plus the refusals. 200 Secrets and 200 ConfigMaps of known values; after every step (and every
+refusal) each of them reads back its value through every master's apiserver and etcd holds it with the
+prefix expected for its resource at that point. A refusal must fail with a clear message and leave every
+master's manifests and encryption config byte for byte as they were.
 
-Steps, in this order on one cluster (docs/lifecycle.md):
-  site.yml     the KMS plugin SIGKILLed on master2 while the read phase restarts master2's apiserver;
-  rotate.yml   the emulator (Tencent KMS) throttling Encrypt and Decrypt and adding 20-60 ms to every call;
-  disable.yml  master2's kube-apiserver cannot start again: the run must restore master2 and stop, with
-               nothing lost; then the same playbook, run again without the fault, finishes.
+One lifecycle, parametrized by scenario (a starting config, its masters, its faults); `make test` runs the
+quick matrix, `make reliability` (TKE_KMS_RELIABILITY=full) the whole one. The session ends with the table
+(conftest.py). docs/lifecycle.md lists what each step must do under each fault.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import threading
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
-import requests
 import yaml
 
 from tests.lab.masters import REPO, Master
-from tests.lab.playbooks import output, playbook_argv, playbook_env, recap
+from tests.lab.playbooks import VENV_BIN, output, playbook_argv, playbook_env, recap
 from tests.lab.runtime import wait_for
 
+from . import matrix
 from .conftest import PROVIDER, RELIABILITY_TABLE, Cluster, Row, running_cluster
+from .starting_config import CONFIG, FLAG, RESOURCES, apiserver_uid, ready, storage_label
 
 pytestmark = [pytest.mark.e2e, pytest.mark.lab_masters, pytest.mark.reliability]
 SECRETS = 200
-PLUGIN_POD = "tke-kms-plugin"
+CONFIGMAPS = 200
+KEY_IN_USE = "lifecycle-test"  # the inventory's tke_kms_key_alias
+NEW_KEY = "reliability-key2"
 ROTATED = "tke-kms-rotated"  # the provider and plugin a rotation moves to
 ROTATED_SOCKET = f"/var/run/tke-kms-plugin/{ROTATED}.sock"
 ROTATION = (
-    f"-e tke_kms_rotate_provider_name={ROTATED} -e tke_kms_rotate_key_alias=reliability-key2"
+    f"-e tke_kms_rotate_provider_name={ROTATED} -e tke_kms_rotate_key_alias={NEW_KEY}"
+    " -e tke_kms_rotate_delete_old_key=true"
+).split()
+SAME_KEY_ROTATION = (
+    f"-e tke_kms_rotate_provider_name=tke-kms-samekey -e tke_kms_rotate_key_alias={KEY_IN_USE}"
     " -e tke_kms_rotate_delete_old_key=true"
 ).split()
 AFTER_ROTATION = (
     f"-e tke_kms_provider_name={ROTATED} -e tke_kms_plugin_name={ROTATED} -e tke_kms_socket={ROTATED_SOCKET}"
 ).split()
-CONFIG = "/etc/kubernetes/encryption-provider-config.yaml"
-ENCRYPTION_FLAG = "--encryption-provider-config="
-# Installed on a master by the disable step: kube-apiserver refuses to start while the fault file exists.
-FAULTY_APISERVER = """#!/bin/sh
-if [ -e /etc/kubernetes/lab-fault-apiserver-down ]; then
+RESTART_MARKER = "Wait for kube-apiserver to restart with the new configuration on {}"
+WRITE_PHASE_MARKER = "PLAY [Write phase"
+FAULT_FILE = "/etc/kubernetes/lab-fault-apiserver-down"
+# Installed on a master by ApiserverDown: kube-apiserver refuses to start while the fault file exists.
+FAULTY_APISERVER = f"""#!/bin/sh
+if [ -e {FAULT_FILE} ]; then
     echo "lab fault: kube-apiserver does not come back on this master" >&2
     exit 1
 fi
 exec /usr/local/bin/kube-apiserver "$@"
 """
+RUN_TIMEOUT = 1800
+
+
+@dataclass
+class Lifecycle:
+    """One scenario's cluster and how far its lifecycle got."""
+
+    cluster: Cluster
+    scenario: matrix.Scenario
+    start_config: dict[str, Any] | None  # the starting config as written on the masters
+    broken: str = ""  # the step that failed: later steps cannot run meaningfully
+
+    @property
+    def masters(self) -> list[Master]:
+        return self.cluster.lab.masters
+
+    @property
+    def victim(self) -> Master:
+        return self.masters[1]
+
+    def require(self) -> None:
+        if self.broken:
+            pytest.fail(f"not run: {self.broken}")
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        try:
+            yield
+        except BaseException:
+            self.broken = f"{name} failed earlier on this cluster"
+            raise
+
+    def fault(self, fault: str) -> bool:
+        return fault in self.scenario.faults
+
+
+@dataclass
+class Outcome:
+    """How one step of a lane's lifecycle ended (set by the lane's thread, awaited by the step's test)."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+def run_lane(scenario: matrix.Scenario, outcomes: dict[str, Outcome], tmp: Path) -> None:
+    """The whole lifecycle of one scenario on its own cluster, step after step; what each step ended with.
+    Raises what went wrong starting or stopping the cluster (the fixture reports it)."""
+    try:
+        name = f"rel-{scenario.start.id.split('_')[0]}"
+        with running_cluster(
+            name, scenario.masters, SECRETS, configmaps=CONFIGMAPS, start=scenario.start
+        ) as cluster:
+            lifecycle = Lifecycle(cluster, scenario, encryption_config(cluster.lab.masters[0]))
+            for step, function in STEPS.items():
+                try:
+                    lifecycle.require()
+                    function(lifecycle, tmp / step)
+                except BaseException as exc:  # Failed and Skipped too: the step's test re-raises them
+                    outcomes[step].error = exc
+                finally:
+                    outcomes[step].done.set()
+    except BaseException as exc:
+        for outcome in outcomes.values():
+            if not outcome.done.is_set():
+                outcome.error = exc
+                outcome.done.set()
+        raise
 
 
 @pytest.fixture(scope="module")
-def suite() -> Iterator[Cluster]:
-    with running_cluster("reliability", 3, SECRETS) as cluster:
-        yield cluster
+def lanes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """Every selected scenario's lifecycle, matrix.LANES of them at a time, each on its own cluster in a
+    thread: scenario id -> step -> Outcome."""
+    selected = {
+        item.callspec.params["scenario"].id
+        for item in request.session.items
+        if hasattr(item, "callspec") and "scenario" in item.callspec.params
+    }
+    scenarios = [s for s in matrix.SCENARIOS if s.id in selected]
+    found = {s.id: {step: Outcome() for step in STEPS} for s in scenarios}
+    with ThreadPoolExecutor(max_workers=matrix.LANES, thread_name_prefix="lane") as pool:
+        runs = []
+        for scenario in scenarios:
+            tmp = tmp_path_factory.mktemp(scenario.id)
+            for step in STEPS:
+                (tmp / step).mkdir()
+            runs.append(pool.submit(run_lane, scenario, found[scenario.id], tmp))
+        yield found
+    for run in runs:
+        run.result()  # a cluster that did not start or stop cleanly: an error at teardown
 
 
-def plugin_container(master: Master) -> dict | None:
-    pods = master.pods(PLUGIN_POD)
-    return pods[0]["containers"][0] if pods and pods[0]["containers"] else None
+# -- what the masters hold
 
 
-def kill_plugin(master: Master) -> int:
-    """SIGKILL the plugin container of this master (a process of the lab, checked to run in its chroot);
-    returns its restart count before the kill."""
-    container = wait_for(
-        lambda: (c := plugin_container(master)) and c.get("pid") and c,
-        timeout=60,
-        what=f"the plugin container on {master.name}",
-    )
-    pid = container["pid"]
-    assert os.readlink(f"/proc/{pid}/root") == str(master.root.resolve())
-    os.kill(pid, signal.SIGKILL)
-    return container["restartCount"]
+def encryption_config(master: Master) -> dict[str, Any] | None:
+    path = master.path(CONFIG)
+    return yaml.safe_load(path.read_text()) if path.exists() else None
 
 
-def check_intact(cluster: Cluster, prefix: bytes) -> tuple[str, str]:
-    """Every seeded Secret readable with its value on every master, and stored with `prefix`."""
-    for master, found in cluster.read_seeded().items():
-        lost = {name for name, value in cluster.seeded.items() if found.get(name) != value}
-        assert not lost, f"{master}: {len(lost)} Secrets missing or changed, e.g. {sorted(lost)[:5]}"
-    stored = cluster.etcd_secrets("default")
-    seeded = [stored.get(f"/registry/secrets/default/{name}", b"") for name in cluster.seeded]
-    wrong = sum(not value.startswith(prefix) for value in seeded)
-    assert wrong == 0, f"{wrong} of {len(seeded)} seeded Secrets are not stored as {prefix!r}"
-    return f"{len(seeded)}/{len(cluster.seeded)}", f"all {prefix.decode(errors='replace')!r}"
+def label(provider: dict[str, Any]) -> str:
+    return f"kms:{provider['kms']['name']}" if "kms" in provider else next(iter(provider))
 
 
-def providers(master: Master) -> list[str]:
-    """The provider labels of this master's encryption config (kms:<name> or the type)."""
-    config = yaml.safe_load(master.path(CONFIG).read_text())
-    return [
-        f"kms:{p['kms']['name']}" if "kms" in p else next(iter(p))
-        for p in config["resources"][0]["providers"]
-    ]
+def entry_of(config: dict[str, Any] | None, resource: str) -> dict[str, Any]:
+    """The entry of the config that covers `resource` ({} when none does)."""
+    entries = (config or {}).get("resources") or []
+    return next((e for e in entries if resource in e.get("resources", [])), {})
+
+
+def providers(master: Master, resource: str = "secrets") -> list[str]:
+    """The provider labels (kms:<name> or the type) of the entry that covers `resource` on this master."""
+    return [label(p) for p in entry_of(encryption_config(master), resource).get("providers", [])]
 
 
 def manifest_text(master: Master) -> str:
     return (master.manifests / "kube-apiserver.yaml").read_text()
 
 
-def ready(cluster: Cluster, master: Master) -> bool:
-    try:
-        return cluster.lab.readyz(master)
-    except requests.RequestException:
-        return False
+def plugin_container(master: Master, pod: str) -> dict | None:
+    pods = master.pods(pod)
+    return pods[0]["containers"][0] if pods and pods[0]["containers"] else None
+
+
+def snapshot(cluster: Cluster) -> dict[Path, bytes | None]:
+    """Every master's static-pod manifests and encryption config, byte for byte (None: no such file)."""
+    files: dict[Path, bytes | None] = {}
+    for master in cluster.lab.masters:
+        for path in sorted(master.manifests.iterdir()):
+            files[path] = path.read_bytes()
+        config = master.path(CONFIG)
+        files[config] = config.read_bytes() if config.exists() else None
+    return files
+
+
+def changed_since(cluster: Cluster, before: dict[Path, bytes | None]) -> list[str]:
+    now = snapshot(cluster)
+    return [
+        str(path.relative_to(cluster.lab.directory))
+        for path in sorted(set(before) | set(now))
+        if before.get(path) != now.get(path)
+    ]
+
+
+def put_back(cluster: Cluster, before: dict[Path, bytes | None]) -> None:
+    """Undo what a refusal that did not refuse changed, so that the lifecycle can go on."""
+    restarting = {m.name: apiserver_uid(m) for m in cluster.lab.masters}
+    now = snapshot(cluster)
+    touched = set()
+    for path in set(before) | set(now):
+        if before.get(path) == now.get(path):
+            continue
+        touched.add(next(m.name for m in cluster.lab.masters if path.is_relative_to(m.root)))
+        content = before.get(path)
+        if content is None:
+            path.unlink()
+            continue
+        staging = path.parent.parent / f".{path.name}.restore"
+        staging.write_bytes(content)
+        staging.chmod(0o600)
+        os.replace(staging, path)
+    for master in cluster.lab.masters:
+        if master.name in touched:
+            wait_for(
+                lambda m=master: apiserver_uid(m) not in (None, restarting[m.name]),
+                timeout=120,
+                what=f"{master.name}: kube-apiserver restarted with what was put back",
+                interval=0.5,
+            )
+        wait_for(
+            lambda m=master: ready(cluster.lab, m), timeout=240, what=f"{master.name} /readyz", interval=0.5
+        )
+
+
+# -- the census after every step
+
+
+@dataclass
+class Census:
+    total: int
+    broken: set[str] = field(default_factory=set)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def intact(self) -> str:
+        return f"{self.total - len(self.broken)}/{self.total}"
+
+
+def stored_as(value: bytes) -> str:
+    """The storage label of a raw etcd value: kms:v1:<name>, aescbc:v1:<key>, clear, or unknown."""
+    if value.startswith(b"k8s:enc:"):
+        return b":".join(value.split(b":", 5)[2:5]).decode(errors="replace")
+    return "clear" if value.startswith(b"k8s\x00") else "unknown"
+
+
+def census(cluster: Cluster, resource: str, prefix: bytes) -> Census:
+    """The seeded objects of `resource`: read back with their value on every master, stored with `prefix`."""
+    seeded = cluster.seeded_values(resource)
+    found = Census(len(seeded))
+    for master, values in cluster.read_values(resource).items():
+        if isinstance(values, str):
+            found.problems.append(f"{master} cannot list {resource}: {values}")
+            found.broken |= set(seeded)
+            continue
+        lost = {name for name, value in seeded.items() if values.get(name) != value}
+        if lost:
+            found.problems.append(
+                f"{master}: {len(lost)} {resource} missing or changed, e.g. {sorted(lost)[:3]}"
+            )
+        found.broken |= lost
+    stored = cluster.etcd_values(resource, "default")
+    raw = {name: stored.get(f"/registry/{resource}/default/{name}", b"") for name in seeded}
+    wrong = {name for name, value in raw.items() if not value.startswith(prefix)}
+    if wrong:
+        kinds = dict(Counter(stored_as(raw[name]) for name in wrong))
+        found.problems.append(
+            f"{len(wrong)} of {len(seeded)} {resource} not stored as {storage_label(prefix)} but as {kinds}"
+        )
+    found.broken |= wrong
+    return found
+
+
+def record(lifecycle: Lifecycle, step: str, fault: str, expected: dict[str, bytes]) -> None:
+    """Count what is intact, add the row to the table, and fail with what is not."""
+    counts = {resource: census(lifecycle.cluster, resource, expected[resource]) for resource in RESOURCES}
+    storage = ", ".join(f"{resource} {storage_label(prefix)}" for resource, prefix in expected.items())
+    RELIABILITY_TABLE.append(
+        Row(
+            lifecycle.scenario.start.label,
+            step,
+            fault,
+            counts["secrets"].intact,
+            counts["configmaps"].intact,
+            storage,
+        )
+    )
+    problems = [problem for found in counts.values() for problem in found.problems]
+    assert not problems, f"{step} ({fault}):\n" + "\n".join(problems)
+
+
+# -- faults
 
 
 def run_logged(args: list[str], log: Path) -> subprocess.Popen:
@@ -115,120 +315,412 @@ def run_logged(args: list[str], log: Path) -> subprocess.Popen:
         )
 
 
-@pytest.mark.timeout(1800)
-def test_site_yml_with_the_plugin_killed_mid_roll(suite: Cluster, tmp_path) -> None:
-    cluster = suite
-    assert check_intact(cluster, b"k8s\x00")[0] == f"{SECRETS}/{SECRETS}"  # in the clear (protobuf)
-    victim = cluster.lab.masters[1]
-    log = tmp_path / "site.log"
-    run = run_logged(["site.yml", "-i", str(cluster.lab.inventory)], log)
-    try:
-        marker = f"Wait for kube-apiserver to restart with the new configuration on {victim.name}"
+def wait_in_log(run: subprocess.Popen, log: Path, marker: str, what: str) -> None:
+    wait_for(
+        lambda: marker in log.read_text() or run.poll() is not None, timeout=900, what=what, interval=0.2
+    )
+    assert run.poll() is None, f"the run ended before {what}:\n{log.read_text()[-6000:]}"
+
+
+class Fault:
+    """A fault injected into one playbook run: armed before it starts, fired at its moment, checked after."""
+
+    stops_the_run = False  # the run must fail (and restore) rather than finish
+
+    def arm(self, lifecycle: Lifecycle) -> None:
+        """Before the run starts."""
+
+    def fire(self, lifecycle: Lifecycle, run: subprocess.Popen, log: Path) -> None:
+        """While the run goes on; returns when the fault is over."""
+
+    def disarm(self, lifecycle: Lifecycle) -> None:
+        """After the run, whatever happened."""
+
+    def check(self, lifecycle: Lifecycle, text: str) -> str:
+        """The fault did happen and the run coped as it must; its description for the table."""
+        raise NotImplementedError
+
+
+class PluginKilled(Fault):
+    """SIGKILL of a plugin container on the victim while the read phase restarts the victim's apiserver."""
+
+    def __init__(self, pod: str, what: str) -> None:
+        self.pod, self.what = pod, what
+        self.restarts = -1
+
+    def fire(self, lifecycle: Lifecycle, run: subprocess.Popen, log: Path) -> None:
+        victim = lifecycle.victim
+        marker = RESTART_MARKER.format(victim.name)
+        wait_in_log(run, log, marker, f"the read phase restarting {victim.name}")
+        container = wait_for(
+            lambda: (c := plugin_container(victim, self.pod)) and c.get("pid") and c,
+            timeout=60,
+            what=f"the {self.what} container on {victim.name}",
+        )
+        pid = container["pid"]
+        assert os.readlink(f"/proc/{pid}/root") == str(victim.root.resolve())  # a process of this lab
+        os.kill(pid, signal.SIGKILL)
+        self.restarts = container["restartCount"]
+
+    def check(self, lifecycle: Lifecycle, text: str) -> str:
+        container = plugin_container(lifecycle.victim, self.pod)
+        assert container and container["restartCount"] > self.restarts, container  # the fault did happen
+        return f"{self.what} SIGKILLed on {lifecycle.victim.name} mid read phase"
+
+
+class KmsThrottled(Fault):
+    """The emulator (Tencent KMS) throttles Encrypt and Decrypt to 25/s and adds 20-60 ms to every call."""
+
+    def __init__(self) -> None:
+        self.before = self.throttled = 0
+
+    def arm(self, lifecycle: Lifecycle) -> None:
+        admin = lifecycle.cluster.emulator.admin
+        self.before = admin.call_counts().get("Encrypt:RequestLimitExceeded", 0)
+        admin.set_latency("*", fixed_ms=20, random_ms=40)
+        for action in ("Encrypt", "Decrypt"):
+            admin.set_throttle(action, 25)
+
+    def disarm(self, lifecycle: Lifecycle) -> None:
+        admin = lifecycle.cluster.emulator.admin
+        self.throttled = admin.call_counts().get("Encrypt:RequestLimitExceeded", 0) - self.before
+        admin.reset_faults()
+
+    def check(self, lifecycle: Lifecycle, text: str) -> str:
+        assert self.throttled > 0  # the fault did happen, and the plugins rode it out
+        return f"KMS throttled to 25/s, +20-60 ms ({self.throttled} throttled)"
+
+
+class ApiserverDown(Fault):
+    """The victim's kube-apiserver cannot start again (a wrapper refuses while a fault file exists) from the
+    play `after` on, until the run has put the victim's manifest back - as a broken host would until fixed."""
+
+    stops_the_run = True
+
+    def __init__(self, after: str = "", phase: str = "") -> None:
+        self.after, self.phase = after, phase
+        self.before = ""
+        self.untouched: dict[str, str] = {}
+
+    def arm(self, lifecycle: Lifecycle) -> None:
+        wrapper = lifecycle.victim.path("/usr/local/sbin/kube-apiserver")  # before /usr/local/bin on the PATH
+        wrapper.write_text(FAULTY_APISERVER)
+        wrapper.chmod(0o755)
+
+    def fire(self, lifecycle: Lifecycle, run: subprocess.Popen, log: Path) -> None:
+        victim = lifecycle.victim
+        if self.after:
+            wait_in_log(run, log, self.after, self.after)
+        self.before = manifest_text(victim)
+        self.untouched = {m.name: manifest_text(m) for m in lifecycle.masters[2:]}
+        victim.path(FAULT_FILE).touch()
         wait_for(
-            lambda: marker in log.read_text() or run.poll() is not None,
-            timeout=600,
-            what=f"the read phase restarting {victim.name}",
+            lambda: manifest_text(victim) != self.before or run.poll() is not None,
+            timeout=900,
+            what=f"the run changing {victim.name}",
+            interval=0.2,
+        )
+        wait_for(
+            lambda: manifest_text(victim) == self.before or run.poll() is not None,
+            timeout=900,
+            what=f"the run restoring {victim.name}",
+            interval=0.2,
+        )
+        victim.path(FAULT_FILE).unlink()
+
+    def disarm(self, lifecycle: Lifecycle) -> None:
+        lifecycle.victim.path(FAULT_FILE).unlink(missing_ok=True)
+
+    def check(self, lifecycle: Lifecycle, text: str) -> str:
+        victim = lifecycle.victim
+        assert f"{victim.name}: " in text and "Restored the previous manifest" in text, text[-6000:]
+        assert manifest_text(victim) == self.before
+        for master in lifecycle.masters[2:]:  # serial 1 + any_errors_fatal: the roll stopped
+            assert manifest_text(master) == self.untouched[master.name], master.name
+        wait_for(
+            lambda: ready(lifecycle.cluster.lab, victim),
+            timeout=180,
+            what=f"{victim.name} back",
             interval=0.5,
         )
-        assert run.poll() is None, log.read_text()[-6000:]
-        restarts = kill_plugin(victim)
-        returncode = run.wait(timeout=900)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-    assert returncode == 0, log.read_text()[-6000:]
-    assert plugin_container(victim)["restartCount"] > restarts  # the fault did happen
-    intact, storage = check_intact(cluster, f"k8s:enc:kms:v1:{PROVIDER}:".encode())
-    RELIABILITY_TABLE.append(
-        Row("site.yml", f"plugin SIGKILLed on {victim.name} mid read phase", intact, storage)
-    )
+        return f"{victim.name} apiserver does not come back{self.phase}: restored, stopped"
 
 
-@pytest.mark.timeout(1800)
-def test_rotate_yml_with_kms_throttling_and_latency(suite: Cluster) -> None:
-    cluster = suite
-    admin = cluster.emulator.admin
-    admin.set_latency("*", fixed_ms=20, random_ms=40)
-    for action in ("Encrypt", "Decrypt"):
-        admin.set_throttle(action, 25)
+def run_with_faults(lifecycle: Lifecycle, args: list[str], faults: list[Fault], log: Path) -> str:
+    """Run a playbook with `faults` (fired in their order), check it finished - or failed and restored when a
+    fault stops it - and that every fault did happen; the faults' description."""
+    for fault in faults:
+        fault.arm(lifecycle)
+    run = run_logged([*args, "-i", str(lifecycle.cluster.lab.inventory)], log)
     try:
-        run = cluster.playbook("playbooks/rotate.yml", *ROTATION)
-        throttled = admin.call_counts().get("Encrypt:RequestLimitExceeded", 0)
+        for fault in faults:
+            fault.fire(lifecycle, run, log)
+        returncode = run.wait(timeout=RUN_TIMEOUT)
     finally:
-        admin.reset_faults()
-    assert run.returncode == 0, output(run)
-    assert throttled > 0  # the fault did happen, and the plugins rode it out
-    for master in cluster.lab.masters:
-        assert providers(master) == [f"kms:{ROTATED}", "identity"], master.name
-        assert not master.pods(PLUGIN_POD), f"{master.name} still runs the old plugin"
-        assert master.pods(ROTATED), f"{master.name} does not run the new plugin"
-    states = cluster.key_states()
-    assert (states["lifecycle-test"], states["reliability-key2"]) == ("PendingDelete", "Enabled"), states
-    intact, storage = check_intact(cluster, f"k8s:enc:kms:v1:{ROTATED}:".encode())
-    RELIABILITY_TABLE.append(
-        Row("rotate.yml", f"KMS throttled to 25/s, +20-60 ms ({throttled} throttled)", intact, storage)
-    )
-
-    again = cluster.playbook("playbooks/rotate.yml", *ROTATION)
-    assert again.returncode == 0, output(again)
-    assert all(changed == 0 for changed, _u, _f in recap(again).values()), output(again)
-
-
-@pytest.mark.timeout(1800)
-def test_disable_yml_with_an_apiserver_that_does_not_come_back(suite: Cluster, tmp_path) -> None:
-    cluster = suite
-    victim = cluster.lab.masters[1]
-    untouched = cluster.lab.masters[2]
-    victim_before, untouched_before = manifest_text(victim), manifest_text(untouched)
-    wrapper = victim.path("/usr/local/sbin/kube-apiserver")  # found before /usr/local/bin on the PATH
-    wrapper.write_text(FAULTY_APISERVER)
-    wrapper.chmod(0o755)
-    fault = victim.path("/etc/kubernetes/lab-fault-apiserver-down")
-    fault.touch()
-    log = tmp_path / "disable-faulty.log"
-    run = run_logged(["playbooks/disable.yml", "-i", str(cluster.lab.inventory), *AFTER_ROTATION], log)
-    try:
-        # The fault lasts until the run has put master2's manifest back, as a broken host would until fixed.
-        wait_for(
-            lambda: manifest_text(victim) != victim_before or run.poll() is not None,
-            timeout=900,
-            what=f"disable.yml changing {victim.name}",
-            interval=0.2,
-        )
-        wait_for(
-            lambda: manifest_text(victim) == victim_before or run.poll() is not None,
-            timeout=900,
-            what=f"disable.yml restoring {victim.name}",
-            interval=0.2,
-        )
-        fault.unlink()
-        returncode = run.wait(timeout=900)
-    finally:
-        fault.unlink(missing_ok=True)
+        for fault in faults:
+            fault.disarm(lifecycle)
         if run.poll() is None:
             run.kill()
             run.wait()
     text = log.read_text()
-    assert returncode != 0, text[-6000:]
-    assert f"{victim.name}: " in text and "Restored the previous manifest" in text, text[-6000:]
-    assert manifest_text(victim) == victim_before
-    assert manifest_text(untouched) == untouched_before  # serial 1 + any_errors_fatal: the roll stopped
-    assert providers(cluster.lab.masters[0])[0] == "identity"  # master1 was done before the fault
-    wait_for(lambda: ready(cluster, victim), timeout=180, what=f"{victim.name} back", interval=0.5)
-    intact, storage = check_intact(cluster, f"k8s:enc:kms:v1:{ROTATED}:".encode())
-    RELIABILITY_TABLE.append(
-        Row("disable.yml", f"{victim.name} apiserver does not come back: restored, stopped", intact, storage)
-    )
+    if any(fault.stops_the_run for fault in faults):
+        assert returncode != 0, text[-6000:]
+    else:
+        assert returncode == 0, text[-6000:]
+    return "; ".join(fault.check(lifecycle, text) for fault in faults) or "none"
 
-    run = cluster.playbook("playbooks/disable.yml", *AFTER_ROTATION)
-    assert run.returncode == 0, output(run)
-    for master in cluster.lab.masters:
-        assert ENCRYPTION_FLAG not in manifest_text(master), master.name
-        assert not master.pods(ROTATED), f"{master.name} still runs the plugin"
-    intact, storage = check_intact(cluster, b"k8s\x00")  # in the clear (protobuf)
-    RELIABILITY_TABLE.append(Row("disable.yml", "none (run again after the fault)", intact, storage))
 
-    again = cluster.playbook("playbooks/disable.yml", *AFTER_ROTATION)
+def unchanged_run(lifecycle: Lifecycle, *args: str) -> None:
+    again = lifecycle.cluster.playbook(*args)
     assert again.returncode == 0, output(again)
     assert all(changed == 0 for changed, _u, _f in recap(again).values()), output(again)
+
+
+# -- refusals
+
+
+def failure_text(text: str) -> str:
+    """What Ansible printed about the failed tasks (its [ERROR] lines, each failed result with its indented
+    lines), on one line: messages are wrapped."""
+    found, inside = [], False
+    for line in text.splitlines():
+        if line.startswith(("fatal:", "[ERROR]:")) or "FAILED!" in line:
+            inside = True
+        elif not (inside and line.startswith((" ", "\t"))):
+            inside = False
+        if inside:
+            found.append(line)
+    return " ".join(" ".join(found).split())
+
+
+def refusal(
+    lifecycle: Lifecycle, step: str, what: str, problems: list[str], expected: dict[str, bytes]
+) -> list[str]:
+    """Add the refusal's row (with its outcome) and the census; the problems found."""
+    outcome = "refused, nothing changed" if not problems else "NOT REFUSED CLEANLY"
+    try:
+        record(lifecycle, step, f"refusal: {what} -> {outcome}", expected)
+    except AssertionError as exc:
+        problems.append(str(exc))
+    return [f"{what}: {problem}" for problem in problems]
+
+
+def refuse_same_key(lifecycle: Lifecycle, log: Path) -> list[str]:
+    """rotate.yml to the key in use (by alias) with tke_kms_rotate_delete_old_key=true fails before changing
+    anything: no plugin, no config, no manifest, and the key stays Enabled."""
+    cluster = lifecycle.cluster
+    before, keys = snapshot(cluster), cluster.keys()
+    run = run_logged(["playbooks/rotate.yml", "-i", str(cluster.lab.inventory), *SAME_KEY_ROTATION], log)
+    problems = []
+    try:
+        # Anything past the key's play changes the masters: stop it there rather than let it go on.
+        wait_for(
+            lambda: (
+                run.poll() is not None
+                or "PLAY [Read phase" in log.read_text()
+                or changed_since(cluster, before)
+            ),
+            timeout=900,
+            what="rotate.yml to the key in use refusing",
+            interval=0.5,
+        )
+        if run.poll() is None:
+            problems.append("rotate.yml went on to change the masters (stopped at the read phase)")
+    finally:
+        if run.poll() is None:
+            run.kill()
+        run.wait()
+    said = failure_text(log.read_text())
+    key_id = keys[KEY_IN_USE][0]
+    if run.returncode == 0:
+        problems.append("rotate.yml finished")
+    elif not problems and KEY_IN_USE not in said and key_id not in said:
+        problems.append(f"the failure does not name the key in use ({KEY_IN_USE}, {key_id}):\n{said[-3000:]}")
+    changed = changed_since(cluster, before)
+    if changed:
+        problems.append(f"changed {changed}")
+        put_back(cluster, before)
+    if cluster.keys() != keys:
+        problems.append(f"the keys changed: {keys} -> {cluster.keys()}")
+    return refusal(
+        lifecycle,
+        "rotate.yml",
+        "rotate to the key in use",
+        problems,
+        lifecycle.scenario.start.expected(PROVIDER),
+    )
+
+
+def refuse_removing_provider_in_use(lifecycle: Lifecycle) -> list[str]:
+    """The apiserver role's remove phase for the old provider, on master1 where the write phase made it second
+    while every object is still stored with it, refuses naming it, and changes nothing."""
+    cluster, master = lifecycle.cluster, lifecycle.masters[0]
+    problems = []
+    if providers(master)[:2] != [f"kms:{ROTATED}", f"kms:{PROVIDER}"]:
+        problems.append(f"not the state to test: {master.name} has {providers(master)}")
+    before = snapshot(cluster)
+    run = cluster.playbook(
+        "tests/lifecycle/remove_provider.yml",
+        "--limit",
+        master.name,
+        "-e",
+        f"remove_provider_name={PROVIDER}",
+        "-e",
+        f"remove_socket={ROTATED_SOCKET}",
+    )
+    said = failure_text(run.stdout)
+    if run.returncode == 0:
+        problems.append(f"the remove phase went through:\n{output(run)[-3000:]}")
+    elif PROVIDER not in said:
+        problems.append(f"the failure does not name the provider {PROVIDER}:\n{said[-3000:]}")
+    changed = changed_since(cluster, before)
+    if changed:
+        problems.append(f"changed {changed}")
+        put_back(cluster, before)
+    what = f"remove {PROVIDER} while it stores every object"
+    return refusal(lifecycle, "rotate.yml", what, problems, lifecycle.scenario.start.expected(PROVIDER))
+
+
+def refuse_off_with_entries_left(lifecycle: Lifecycle) -> list[str]:
+    """tke.kms.apiserver_manifest state=absent (the "off" step), run through Ansible on master1 whose config
+    still has a non-identity entry, refuses naming the entry's resources, and changes nothing."""
+    cluster, master = lifecycle.cluster, lifecycle.masters[0]
+    left = [
+        entry["resources"]
+        for entry in encryption_config(master)["resources"]
+        if any(label(p) != "identity" for p in entry["providers"])
+    ]
+    before = snapshot(cluster)
+    argv = [str(VENV_BIN / "ansible"), master.name, "-i", str(cluster.lab.inventory)]
+    argv += ["-m", "tke.kms.apiserver_manifest", "-a", json.dumps({"state": "absent"})]
+    run = subprocess.run(
+        argv, cwd=REPO, env=playbook_env(), capture_output=True, text=True, timeout=600, check=False
+    )
+    problems = []
+    if run.returncode == 0:
+        problems.append(f"the flag was taken out:\n{output(run)[-3000:]}")
+    elif not all(resource in failure_text(run.stdout + run.stderr) for entry in left for resource in entry):
+        problems.append(f"the failure does not name the entries left ({left}):\n{output(run)[-3000:]}")
+    changed = changed_since(cluster, before)
+    if changed:
+        problems.append(f"changed {changed}")
+        put_back(cluster, before)
+    what = f"'off' with {left} still encrypted"
+    return refusal(
+        lifecycle, "disable.yml", what, problems, lifecycle.scenario.start.expected(None, disabled=True)
+    )
+
+
+# -- the lifecycle: its steps in order on the scenario's cluster
+
+
+def starting_config_step(suite: Lifecycle, tmp_path: Path) -> None:
+    with suite.step("the starting config"):
+        record(suite, "start", "none (objects created)", suite.scenario.start.expected(None))
+
+
+def site_step(suite: Lifecycle, tmp_path: Path) -> None:
+    start = suite.scenario.start
+    with suite.step("site.yml"):
+        faults: list[Fault] = []
+        if suite.fault(matrix.SITE_PLUGIN_KILLED):
+            faults.append(PluginKilled(PROVIDER, "plugin"))
+        described = run_with_faults(suite, ["site.yml"], faults, tmp_path / "site.log")
+        for master in suite.masters:
+            for resource in start.kms_resources:
+                assert providers(master, resource)[0] == f"kms:{PROVIDER}", (master.name, resource)
+            # The starting keys stay: they read what is not rewritten yet, and what etcd backups hold.
+            for entry in (suite.start_config or {}).get("resources", []):
+                kept = entry_of(encryption_config(master), entry["resources"][0]).get("providers", [])
+                lost = [p for p in entry["providers"] if p not in kept]
+                assert not lost, (
+                    f"{master.name}: the starting {[label(p) for p in lost]} gone from {entry['resources']}"
+                )
+        record(suite, "site.yml", described, start.expected(PROVIDER))
+
+
+def rotate_step(suite: Lifecycle, tmp_path: Path) -> None:
+    start, cluster = suite.scenario.start, suite.cluster
+    problems: list[str] = []
+    with suite.step("rotate.yml"):
+        if suite.scenario.same_key_refusal:
+            problems += refuse_same_key(suite, tmp_path / "rotate-same-key.log")
+        faults: list[Fault] = []
+        if suite.fault(matrix.ROTATE_NEW_PLUGIN_KILLED):
+            faults.append(PluginKilled(ROTATED, "new plugin"))
+        if suite.fault(matrix.ROTATE_APISERVER_DOWN):
+            faults.append(ApiserverDown(WRITE_PHASE_MARKER, " in the write phase"))
+            described = run_with_faults(
+                suite, ["playbooks/rotate.yml", *ROTATION], faults, tmp_path / "rotate-1.log"
+            )
+            record(suite, "rotate.yml", described, start.expected(PROVIDER))
+            problems += refuse_removing_provider_in_use(suite)
+            faults = []
+        if suite.fault(matrix.ROTATE_KMS_THROTTLED):
+            faults.append(KmsThrottled())
+        described = run_with_faults(
+            suite, ["playbooks/rotate.yml", *ROTATION], faults, tmp_path / "rotate.log"
+        )
+        if suite.fault(matrix.ROTATE_APISERVER_DOWN) and described == "none":
+            described = "none (run again after the fault)"
+        for master in suite.masters:
+            for resource in start.kms_resources:
+                assert providers(master, resource)[0] == f"kms:{ROTATED}", (master.name, resource)
+            for resource in RESOURCES:
+                assert f"kms:{PROVIDER}" not in providers(master, resource), (master.name, resource)
+            assert not master.pods(PROVIDER), f"{master.name} still runs the old plugin"
+            assert master.pods(ROTATED), f"{master.name} does not run the new plugin"
+        states = cluster.key_states()
+        assert (states[KEY_IN_USE], states[NEW_KEY]) == ("PendingDelete", "Enabled"), states
+        record(suite, "rotate.yml", described, start.expected(ROTATED))
+        if suite.scenario.idempotence:
+            unchanged_run(suite, "playbooks/rotate.yml", *ROTATION)
+    assert not problems, "\n".join(problems)
+
+
+def disable_step(suite: Lifecycle, tmp_path: Path) -> None:
+    start = suite.scenario.start
+    problems: list[str] = []
+    with suite.step("disable.yml"):
+        described = "none"
+        if suite.fault(matrix.DISABLE_APISERVER_DOWN):
+            faults: list[Fault] = [ApiserverDown()]
+            args = ["playbooks/disable.yml", *AFTER_ROTATION]
+            described = run_with_faults(suite, args, faults, tmp_path / "disable-faulty.log")
+            assert providers(suite.masters[0])[0] == "identity"  # master1 was done before the fault
+            record(suite, "disable.yml", described, start.expected(ROTATED))
+            described = "none (run again after the fault)"
+        run_with_faults(suite, ["playbooks/disable.yml", *AFTER_ROTATION], [], tmp_path / "disable.log")
+        for master in suite.masters:
+            assert not master.pods(ROTATED), f"{master.name} still runs the plugin"
+            if not start.entries:
+                assert FLAG not in manifest_text(master), master.name
+            if start.untouched_entries:  # its objects are still encrypted: the apiserver needs the config
+                assert FLAG in manifest_text(master), master.name
+        record(suite, "disable.yml", described, start.expected(None, disabled=True))
+        if suite.scenario.idempotence:
+            unchanged_run(suite, "playbooks/disable.yml", *AFTER_ROTATION)
+        config = encryption_config(suite.masters[0])
+        left = config and any(label(p) != "identity" for e in config["resources"] for p in e["providers"])
+        if left and FLAG in manifest_text(suite.masters[0]):
+            problems += refuse_off_with_entries_left(suite)
+    assert not problems, "\n".join(problems)
+
+
+STEPS = {
+    "start": starting_config_step,
+    "site.yml": site_step,
+    "rotate.yml": rotate_step,
+    "disable.yml": disable_step,
+}
+
+
+@pytest.mark.timeout(4 * 3600)
+@pytest.mark.parametrize("step", list(STEPS))
+@pytest.mark.parametrize("scenario", matrix.SCENARIOS, ids=[s.id for s in matrix.SCENARIOS])
+def test_lifecycle(lanes: dict, scenario: matrix.Scenario, step: str) -> None:
+    """One step of one scenario's lifecycle: it ran in the scenario's lane; its outcome."""
+    outcome = lanes[scenario.id][step]
+    outcome.done.wait()
+    if outcome.error is not None:
+        raise outcome.error

@@ -625,3 +625,195 @@ def test_editor_refuses_a_removal_it_cannot_do_in_place() -> None:
     editor.remove_key(item, "a")  # its line starts with the dash of the item
     with pytest.raises(YamlEditError, match="cannot remove the lines at line 2"):
         editor.render()
+
+
+# ---- what the encryption config the manifest names holds ---------------------------------------------------
+
+SHARED_ENTRY_CONFIG = textwrap.dedent("""\
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: EncryptionConfiguration
+    resources:
+      - resources: [secrets, configmaps]
+        providers:
+          - kms: {apiVersion: v2, name: tke-kms-plugin-2, endpoint: "unix:///var/run//tke-kms-plugin-2/server.sock"}
+          - kms: {name: tke-kms-plugin, endpoint: "unix:///run/tke-kms-plugin/server.sock", cachesize: 1000}
+          - aescbc: {keys: [{name: key1, secret: c2VjcmV0IGlzIHNlY3VyZSwgb3IgaXMgaXQ/Cg==}]}
+          - identity: {}
+      - resources: [widgets.example.com]
+        providers:
+          - kms: {name: tke-kms-plugin, endpoint: "unix:///run/tke-kms-plugin/server.sock", cachesize: 1000}
+          - identity: {}
+      - resources: [events]
+        providers:
+          - identity: {}
+    """)
+
+
+def test_manifest_info_reports_the_entries_and_kms_providers_of_the_config(
+    master, manifest_text, tmp_path
+) -> None:
+    config = tmp_path / "encryption.yaml"
+    config.write_text(SHARED_ENTRY_CONFIG)
+    install(master, manifest_text("1.30"))
+    edit(master, encryption_config_path=str(config))
+    info = run_module(apiserver_manifest_info.main, {"path": str(master["manifest"])})
+    assert info["encryption_entries"] == [
+        {
+            "resources": ["secrets", "configmaps"],
+            "providers": ["kms:tke-kms-plugin-2", "kms:tke-kms-plugin", "aescbc", "identity"],
+        },
+        {"resources": ["widgets.example.com"], "providers": ["kms:tke-kms-plugin", "identity"]},
+        {"resources": ["events"], "providers": ["identity"]},
+    ]
+    assert info["kms_providers"] == [
+        {
+            "name": "tke-kms-plugin-2",
+            "endpoint": "unix:///var/run//tke-kms-plugin-2/server.sock",
+            "socket": "/run/tke-kms-plugin-2/server.sock",
+            "api_version": "v2",
+            "resources": ["secrets", "configmaps"],
+            "write": True,
+        },
+        {
+            "name": "tke-kms-plugin",
+            "endpoint": "unix:///run/tke-kms-plugin/server.sock",
+            "socket": "/run/tke-kms-plugin/server.sock",
+            "api_version": "v1",
+            "resources": ["secrets", "configmaps", "widgets.example.com"],
+            "write": True,
+        },
+    ]
+    assert "c2VjcmV0" not in json.dumps(info)
+
+
+def test_manifest_info_reads_the_config_at_the_host_path_of_its_mount(
+    master, manifest_text, tmp_path
+) -> None:
+    config = tmp_path / "host" / "encryption.yaml"
+    config.parent.mkdir()
+    config.write_text(SHARED_ENTRY_CONFIG)
+    install(master, manifest_text("1.30"))
+    edit(master, encryption_config_path="/etc/kubernetes/enc/encryption.yaml")
+    text = master["manifest"].read_text()
+    install(master, text.replace("path: /etc/kubernetes/enc/encryption.yaml", f"path: {config}"))
+    info = run_module(apiserver_manifest_info.main, {"path": str(master["manifest"])})
+    assert info["encryption_config_path"] == "/etc/kubernetes/enc/encryption.yaml"
+    assert [p["name"] for p in info["kms_providers"]] == ["tke-kms-plugin-2", "tke-kms-plugin"]
+
+
+def test_manifest_info_without_a_config_file_has_no_entries(master, manifest_text, tmp_path) -> None:
+    install(master, manifest_text("1.30"))
+    edit(master, encryption_config_path=str(tmp_path / "none.yaml"))
+    info = run_module(apiserver_manifest_info.main, {"path": str(master["manifest"])})
+    assert info["encryption_entries"] == [] and info["kms_providers"] == []
+
+
+def test_manifest_info_names_only_the_position_of_a_yaml_error_in_the_config(
+    master, manifest_text, tmp_path
+) -> None:
+    config = tmp_path / "encryption.yaml"
+    config.write_text(SHARED_ENTRY_CONFIG.replace("- aescbc: {keys:", "- aescbc: {keys: : ["))
+    install(master, manifest_text("1.30"))
+    edit(master, encryption_config_path=str(config))
+    info = run_module(apiserver_manifest_info.main, {"path": str(master["manifest"])})
+    assert info["failed"] is True
+    assert info["msg"].startswith(f"{config} is not valid YAML (line 8, column 24)")
+    assert "c2VjcmV0" not in info["msg"] and "aescbc" not in info["msg"]
+
+
+# ---- state=absent refuses while the config still encrypts something ----------------------------------------
+
+IDENTITY_ONLY_CONFIG = textwrap.dedent("""\
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: EncryptionConfiguration
+    resources:
+      - resources: [secrets]
+        providers:
+          - identity: {}
+    """)
+AESGCM_KEY = "dGhpcyBpcyBhIDMyIGJ5dGUga2V5IGZvciBhZXNnY20h"
+CONFIGMAPS_LEFT_CONFIG = IDENTITY_ONLY_CONFIG + textwrap.indent(
+    textwrap.dedent(f"""\
+        - resources: [configmaps]
+          providers:
+            - aesgcm: {{keys: [{{name: key1, secret: {AESGCM_KEY}}}]}}
+            - identity: {{}}
+        """),
+    "  ",
+)
+
+
+def encrypted_master(master, manifest_text, config: Path, text: str) -> str:
+    config.write_text(text)
+    install(master, manifest_text("1.20"))
+    edit(master, encryption_config_path=str(config))
+    return master["manifest"].read_text()
+
+
+@pytest.mark.parametrize("named_by", ["option", "manifest"])
+def test_absent_refuses_while_an_entry_is_not_identity_only(
+    master, manifest_text, tmp_path, named_by
+) -> None:
+    config = tmp_path / "encryption.yaml"
+    manifest = encrypted_master(master, manifest_text, config, CONFIGMAPS_LEFT_CONFIG)
+    args = {"encryption_config_path": str(config)} if named_by == "option" else {}
+    backups = only_files(master["backups"])
+    for check in (True, False):
+        result = remove(master, check=check, **args)
+        assert result["failed"] is True and result["changed"] is False
+        assert "refusing to take the encryption provider config out of" in result["msg"]
+        assert f"{config} still has entries with providers other than identity" in result["msg"]
+        assert "([configmaps]: aesgcm, identity)" in result["msg"]
+        assert result["entries"] == [{"resources": ["configmaps"], "providers": ["aesgcm", "identity"]}]
+        assert AESGCM_KEY not in json.dumps(result)
+        assert master["manifest"].read_text() == manifest and config.read_text() == CONFIGMAPS_LEFT_CONFIG
+        assert only_files(master["manifests"]) == ["kube-apiserver.yaml"]
+        assert only_files(master["backups"]) == backups
+
+
+def test_absent_refuses_while_the_kms_provider_is_in_the_config(master, manifest_text, tmp_path) -> None:
+    config = tmp_path / "encryption.yaml"
+    text = IDENTITY_ONLY_CONFIG.replace(
+        "      - identity: {}\n",
+        "      - identity: {}\n      - kms: {name: tke-kms-plugin, endpoint: unix:///x}\n",
+    )
+    manifest = encrypted_master(master, manifest_text, config, text)
+    result = remove(master)
+    assert result["failed"] is True and "([secrets]: identity, kms:tke-kms-plugin)" in result["msg"]
+    assert master["manifest"].read_text() == manifest
+
+
+def test_absent_goes_ahead_when_every_entry_is_identity_only(master, manifest_text, tmp_path) -> None:
+    config = tmp_path / "encryption.yaml"
+    encrypted_master(master, manifest_text, config, IDENTITY_ONLY_CONFIG)
+    result = remove(master)
+    assert result["changed"] is True and result["removed"]["flags"] == [
+        f"--encryption-provider-config={config}"
+    ]
+    assert master["manifest"].read_text() == manifest_text("1.20")
+
+
+def test_absent_names_only_the_position_of_a_yaml_error_in_the_config(
+    master, manifest_text, tmp_path
+) -> None:
+    config = tmp_path / "encryption.yaml"
+    manifest = encrypted_master(master, manifest_text, config, CONFIGMAPS_LEFT_CONFIG)
+    config.write_text(CONFIGMAPS_LEFT_CONFIG.replace(f"secret: {AESGCM_KEY}", f"secret: {AESGCM_KEY}: x"))
+    result = remove(master)
+    assert result["failed"] is True and result["msg"].startswith(
+        f"{config} is not valid YAML (line 9, column"
+    )
+    assert AESGCM_KEY[:16] not in json.dumps(result)
+    assert master["manifest"].read_text() == manifest
+
+
+# ---- the Kubernetes floor ----------------------------------------------------------------------------------
+
+
+def test_kubernetes_before_1_10_is_refused(master, manifest_text) -> None:
+    path = install(master, manifest_text("1.12"))
+    result = edit(master, kubernetes_version="1.9.11")
+    assert result["failed"] is True
+    assert result["msg"] == "Kubernetes 1.9.11 has no KMS encryption provider; it needs 1.10 or newer"
+    assert path.read_text() == manifest_text("1.12") and not master["backups"].exists()
+    assert edit(master, kubernetes_version="1.10.0")["changed"] is True

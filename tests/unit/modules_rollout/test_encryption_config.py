@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 from pathlib import Path
@@ -518,3 +519,56 @@ def test_absent_touches_only_the_managed_entry_and_keeps_the_format(tmp_path) ->
         [{"identity": {}}],
         [{"identity": {}}, {"kms": {"name": "other", "endpoint": "unix:///b.sock"}}],
     ]
+
+
+# ---- the resources that carry the provider -----------------------------------------------------------------
+
+SHARED_AESCBC_CONFIG = AESCBC_CONFIG.replace("      - secrets\n", "      - secrets\n      - configmaps\n")
+
+
+def test_provider_resources_are_every_resource_of_the_entries_that_carry_it(tmp_path) -> None:
+    assert SHARED_AESCBC_CONFIG != AESCBC_CONFIG
+    path = tmp_path / "c.yaml"
+    path.write_text(SHARED_AESCBC_CONFIG)
+    check = configure(path, check=True, phase="read")
+    assert check["provider_resources"] == ["secrets", "configmaps"]
+    read = configure(path, phase="read")
+    assert read["provider_resources"] == ["secrets", "configmaps"]
+    assert read["providers"] == ["aescbc", "kms:tke-kms-plugin", "identity"]
+    assert configure(path, phase="write")["provider_resources"] == ["secrets", "configmaps"]
+
+
+def test_provider_resources_of_absent_are_those_that_carried_it(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(SHARED_AESCBC_CONFIG)
+    configure(path, phase="read")
+    removed = configure(path, state="absent")
+    assert removed["removed"] is True and removed["provider_resources"] == ["secrets", "configmaps"]
+    again = configure(path, state="absent")
+    assert again["changed"] is False and again["provider_resources"] == []
+    nothing = configure(tmp_path / "none.yaml", state="absent")
+    assert nothing["provider_resources"] == []
+
+
+def test_provider_resources_of_a_config_with_another_entry_for_configmaps(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        AESCBC_CONFIG
+        + "  - resources: [configmaps]\n"
+        + "    providers:\n      - aesgcm: {keys: [{name: k, secret: c2VjcmV0}]}\n"
+    )
+    assert configure(path, phase="read")["provider_resources"] == ["secrets"]
+
+
+# ---- a malformed existing file never shows its content -----------------------------------------------------
+
+
+def test_a_yaml_error_names_file_line_and_column_but_never_the_key(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    text = AESCBC_CONFIG.replace(f"secret: {AESCBC_SECRET}", f"secret: {AESCBC_SECRET}: [")
+    path.write_text(text)
+    result = configure(path, phase="write", backup_dir=str(tmp_path / "backups"))
+    assert result["failed"] is True
+    assert result["msg"] == f"{path} is not valid YAML (line 10, column 63); fix it or move it away"
+    assert AESCBC_SECRET not in json.dumps(result) and AESCBC_SECRET[:12] not in json.dumps(result)
+    assert path.read_text() == text and sorted(os.listdir(tmp_path)) == ["c.yaml"]

@@ -121,3 +121,88 @@ def test_bad_access_is_a_clear_failure(lab, tmp_path) -> None:
         secret_storage_info.main, {"manifest_path": str(manifest), "etcd_cert_file": "/nope.crt"}
     )
     assert result["failed"] and "/nope.crt does not exist" in result["msg"]
+
+
+def test_census_of_several_resources_follows_the_apiservers_etcd_layout(lab) -> None:
+    plane, plugin, manifest, access = lab
+    core = client.CoreV1Api(plane.apiserver.api_client())
+    for number in range(3):
+        core.create_namespaced_config_map(
+            "default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name=f"cm-{number}"), data={"k": "v"})
+        )
+    secrets_only = run_module(secret_storage_info.main, {"manifest_path": access["manifest_path"]})
+    storage = run_module(
+        secret_storage_info.main,
+        {"manifest_path": access["manifest_path"], "resources": ["secrets", "configmaps", "services"]},
+    )
+    per = storage["per_resource"]
+    assert per["secrets"] == {key: secrets_only[key] for key in per["secrets"]}
+    assert per["configmaps"]["total"] >= 3  # the apiserver adds its own in kube-system
+    assert per["configmaps"]["by_storage"] == {"identity": per["configmaps"]["total"]}
+    assert per["services"]["total"] >= 1  # default/kubernetes, stored under services/specs
+    assert storage["total"] == sum(found["total"] for found in per.values())
+    assert storage["pending_count"] == storage["total"] and storage["encrypted_count"] == 0
+    assert storage["pending_resources"] == ["configmaps", "services"]
+    assert storage["pending"] == secrets_only["pending"]  # names of Secrets only
+
+    # configmaps share the KMS entry with secrets: new ones are stored with KMS, the old ones are pending
+    providers = [encryption.kms_v1(PROVIDER, plugin.socket), encryption.identity()]
+    config = encryption.config(providers, resources=("secrets", "configmaps"))
+    plane.restart_apiserver(config)
+    write_manifest(manifest, plane.apiserver.argv())
+    core.create_namespaced_config_map(
+        "default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="cm-new"), data={"k": "v"})
+    )
+    after = run_module(
+        secret_storage_info.main, {"manifest_path": access["manifest_path"], "resources": ["configmaps"]}
+    )
+    configmaps = after["per_resource"]["configmaps"]
+    assert configmaps["by_storage"][f"kms:v1:{PROVIDER}"] == configmaps["encrypted_count"] == 1
+    assert configmaps["pending_count"] == configmaps["total"] - 1 == per["configmaps"]["total"]
+    verify = run_module(encryption_verify.main, dict(access, resources=["secrets", "configmaps"]))
+    assert verify["failed"] is True and verify["probe"]["storage"] == f"kms:v1:{PROVIDER}"
+    assert verify["pending_resources"] == ["configmaps"]
+    assert f"{configmaps['pending_count']} of {configmaps['total']} configmaps" in verify["msg"]
+    assert f"{secrets_only['total']} of {secrets_only['total']} Secrets" in verify["msg"]
+
+
+def test_resources_that_cannot_be_counted_are_refused_before_anything_is_written(lab) -> None:
+    _, _, _, access = lab
+    for resource in ("*.*", "*.apps", "pods/status", "Secrets"):
+        result = run_module(encryption_verify.main, dict(access, resources=["secrets", resource]))
+        assert result["failed"] is True and "probe" not in result
+        assert f"cannot count the objects of {resource!r}" in result["msg"]
+    result = run_module(
+        secret_storage_info.main, {"manifest_path": access["manifest_path"], "resources": ["*.*"]}
+    )
+    assert result["failed"] is True and "wildcards (*.*, *.<group>)" in result["msg"]
+
+
+def test_an_apiserver_running_an_aescbc_only_config_is_healthy_without_a_kms_check(lab) -> None:
+    plane, plugin, manifest, access = lab
+    plane.restart_apiserver(encryption.config([encryption.aescbc(), encryption.identity()]))
+    write_manifest(manifest, plane.apiserver.argv())
+    health = run_module(apiserver_health.main, access)
+    assert health["healthy"] is True and health["kms_checks"] == {}, health
+    assert run_module(apiserver_health.main, dict(access, require_kms=True))["healthy"] is False
+
+    # the same apiserver with a KMS provider in its config: the KMS check is required and passes
+    config = encryption.config(
+        [encryption.kms_v1(PROVIDER, plugin.socket), encryption.aescbc(), encryption.identity()]
+    )
+    plane.restart_apiserver(config)
+    write_manifest(manifest, plane.apiserver.argv())
+    health = run_module(apiserver_health.main, access)
+    assert health["healthy"] is True and health["kms_checks"] == {"kms-provider-0": True}, health
+
+
+def test_a_kms_config_requires_the_kms_check(lab, tmp_path) -> None:
+    plane, plugin, manifest, access = lab
+    # the manifest names a config with a KMS provider that the running (unencrypted) apiserver never loaded
+    config = encryption.write(
+        tmp_path / "encryption.yaml",
+        encryption.config([encryption.kms_v1(PROVIDER, plugin.socket), encryption.identity()]),
+    )
+    write_manifest(manifest, [*plane.apiserver.argv(), f"--encryption-provider-config={config}"])
+    health = run_module(apiserver_health.main, access)
+    assert health["healthy"] is False and "has no KMS health check" in health["message"]

@@ -190,3 +190,13 @@ def test_a_patch_that_does_not_give_the_intended_data_is_refused() -> None:
     editor.data["a"].append("not in the text")  # the data no longer matches what the patches produce
     with pytest.raises(YamlEditError, match="did not give the intended document"):
         editor.render()
+
+
+def test_a_syntax_error_is_reported_by_position_never_by_content() -> None:
+    text = "spec:\n  containers:\n  - env:\n    - {name: TOKEN, value: s3cr3t-t0ken: oops}\n"
+    with pytest.raises(YamlEditError) as raised:
+        YamlEditor(text, "/etc/kubernetes/manifests/kube-apiserver.yaml")
+    assert str(raised.value) == (
+        "/etc/kubernetes/manifests/kube-apiserver.yaml is not valid YAML (line 4, column 40)"
+    )
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__

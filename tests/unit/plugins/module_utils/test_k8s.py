@@ -214,3 +214,16 @@ def test_wait_until_gives_up_at_the_deadline_with_the_last_message() -> None:
     done, message, waited = wait_until(lambda: (False, "still"), 5, 2, clock.sleep, lambda: clock.now)
     assert (done, message, waited) == (False, "still", 5.0)
     assert clock.sleeps == [2, 2, 1]
+
+
+def test_a_malformed_kubeconfig_file_is_reported_by_position_only(tmp_path: Path) -> None:
+    path = tmp_path / "admin.conf"
+    path.write_text(
+        "apiVersion: v1\nkind: Config\nusers:\n- name: admin\n  user:\n    token: tok-secret: [\n"
+    )
+    with pytest.raises(KubeError) as raised:
+        build_configuration({"kubeconfig": str(path)})
+    assert str(raised.value) == (
+        f"cannot load the Kubernetes connection: the kubeconfig {path} is not valid YAML (line 6, column 22)"
+    )
+    assert "tok-secret" not in str(raised.value)

@@ -165,3 +165,47 @@ def test_static_pod_wait_sees_a_new_plugin_serving(run_module: Callable[..., dic
         server.close()
     assert result["changed"] is False
     assert result["rollout"]["done"] is True
+
+
+# ---- an inline kubeconfig is a secret ----------------------------------------------------------------------
+
+TOKEN = "tok-0123456789abcdef"
+INLINE_KUBECONFIG = {
+    "apiVersion": "v1",
+    "kind": "Config",
+    "clusters": [
+        {"name": "lab", "cluster": {"server": "https://127.0.0.1:9", "insecure-skip-tls-verify": True}}
+    ],
+    "users": [{"name": "admin", "user": {"token": TOKEN}}],
+    "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "admin"}}],
+    "current-context": "lab",
+}
+
+
+def test_kubeconfig_is_no_log() -> None:
+    assert kms_plugin.argument_spec()["kubeconfig"]["no_log"] is True
+
+
+def test_a_failure_with_an_inline_kubeconfig_shows_no_token(run_module: Callable[..., dict]) -> None:
+    result = run_module(kms_plugin.main, dict(BASE, kubeconfig=INLINE_KUBECONFIG, api_timeout=5))
+    assert result["failed"] is True and "127.0.0.1" in result["msg"]  # nothing listens on port 9
+    assert TOKEN not in str(result)
+
+
+def test_only_the_credentials_of_an_inline_kubeconfig_are_masked(
+    run_module: Callable[..., dict], static: dict, short_dir: Path
+) -> None:
+    manifest = short_dir / TOKEN / "tke-kms-plugin.yaml"
+    result = run_module(
+        kms_plugin.main, dict(static, kubeconfig=INLINE_KUBECONFIG, static_pod_path=str(manifest))
+    )
+    assert result["changed"] is True and manifest.exists()
+    assert result["resource"]["apiVersion"] == "v1"  # 'v1' of the kubeconfig is not masked
+    assert result["manifest_path"] == str(short_dir / "********" / "tke-kms-plugin.yaml")
+
+
+def test_a_kubeconfig_path_is_not_masked(
+    run_module: Callable[..., dict], static: dict, short_dir: Path
+) -> None:
+    result = run_module(kms_plugin.main, dict(static, kubeconfig=static["static_pod_path"]))
+    assert result["manifest_path"] == static["static_pod_path"]
