@@ -3,7 +3,7 @@
 provider has left. Otherwise (ConfigMaps under aesgcm in their own entry, [identity, aescbc] left in a shared
 entry) the flag stays and the run names the entries that still encrypt. The role's decision tasks
 (roles/apiserver/tasks/off_decision.yml) run here through ansible-playbook on localhost, without a cluster;
-tests/lifecycle/test_existing_config.py runs the whole playbook on lab masters."""
+the reliability suite (test_reliability.py) runs the whole playbook on lab masters."""
 
 from __future__ import annotations
 

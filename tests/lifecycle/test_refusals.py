@@ -24,7 +24,9 @@ from tests.lab.playbooks import output
 
 from .conftest import PROVIDER, Cluster, running_cluster
 
-pytestmark = [pytest.mark.e2e, pytest.mark.lab_masters]
+# In `make reliability` only (its own cluster costs minutes); `make test` covers these refusals without a lab
+# (test_site_preflight.py, test_rotation_settings.py) and in the reliability matrix (same-key rotation).
+pytestmark = [pytest.mark.e2e, pytest.mark.lab_masters, pytest.mark.reliability, pytest.mark.full_matrix]
 
 KEY_ALIAS = "lifecycle-test"  # the key of the rollout (conftest's inventory)
 ROTATED = "tke-kms-rotated"

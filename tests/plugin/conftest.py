@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
+from tke_kms_plugin.emulator import Emulator
 from tke_kms_plugin.emulator.testing import EmulatorProcess, start_emulator_process
 from tke_kms_plugin.protos import kms_v2_pb2
 
@@ -44,6 +45,20 @@ class PluginUnderTest:
 
     def v2(self):
         return kms_v2_stub(self.socket)
+
+
+def start_with_new_key(
+    start_plugin: Callable[..., PluginProcess], emulator: Emulator, socket_path: str, *flags: str
+) -> PluginProcess:
+    """A plugin on socket_path with a fresh key of the emulator and the given extra flags."""
+    return start_plugin(
+        socket_path,
+        key_id=emulator.create_key(TEST_REGION),
+        endpoint=emulator.endpoint,
+        secret_id=TEST_SECRET_ID,
+        secret_key=TEST_SECRET_KEY,
+        extra_args=flags,
+    )
 
 
 def http_get(url: str, timeout: float = 3.0) -> tuple[int, str]:

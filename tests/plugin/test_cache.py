@@ -8,23 +8,9 @@ from collections.abc import Callable
 from tke_kms_plugin.emulator import Emulator
 from tke_kms_plugin.protos import kms_v1beta1_pb2 as v1
 
-from tests.fixtures.emulator import TEST_REGION, TEST_SECRET_ID, TEST_SECRET_KEY
 from tests.fixtures.plugin import PluginProcess, kms_v1_stub
 
-from .conftest import wait_until
-
-
-def start(
-    emulator: Emulator, socket_path: str, start_plugin: Callable[..., PluginProcess], *flags: str
-) -> PluginProcess:
-    return start_plugin(
-        socket_path,
-        key_id=emulator.create_key(TEST_REGION),
-        endpoint=emulator.endpoint,
-        secret_id=TEST_SECRET_ID,
-        secret_key=TEST_SECRET_KEY,
-        extra_args=flags,
-    )
+from .conftest import start_with_new_key, wait_until
 
 
 def decrypt_calls(emulator: Emulator) -> int:
@@ -34,7 +20,7 @@ def decrypt_calls(emulator: Emulator) -> int:
 def test_size_zero_disables_the_cache(
     emulator: Emulator, plugin_socket: str, start_plugin: Callable[..., PluginProcess]
 ) -> None:
-    start(emulator, plugin_socket, start_plugin, "--decrypt-cache-size=0")
+    start_with_new_key(start_plugin, emulator, plugin_socket, "--decrypt-cache-size=0")
     stub = kms_v1_stub(plugin_socket)
     dek = os.urandom(32)
     cipher = stub.Encrypt(v1.EncryptRequest(version="v1beta1", plain=dek), timeout=3).cipher
@@ -47,7 +33,7 @@ def test_size_zero_disables_the_cache(
 def test_entries_expire_after_the_ttl(
     emulator: Emulator, plugin_socket: str, start_plugin: Callable[..., PluginProcess]
 ) -> None:
-    start(emulator, plugin_socket, start_plugin, "--decrypt-cache-ttl=300ms")
+    start_with_new_key(start_plugin, emulator, plugin_socket, "--decrypt-cache-ttl=300ms")
     stub = kms_v1_stub(plugin_socket)
     dek = os.urandom(32)
     cipher = stub.Encrypt(v1.EncryptRequest(version="v1beta1", plain=dek), timeout=3).cipher

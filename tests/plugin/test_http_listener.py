@@ -18,10 +18,9 @@ from tke_kms_plugin.server.health import HealthState
 from tke_kms_plugin.server.http_endpoints import ProbeServer
 from tke_kms_plugin.server.metrics import Metrics
 
-from tests.fixtures.emulator import TEST_REGION, TEST_SECRET_ID, TEST_SECRET_KEY
 from tests.fixtures.plugin import PluginProcess, kms_v1_stub, kms_v2_stub
 
-from .conftest import http_get, wait_until
+from .conftest import http_get, start_with_new_key, wait_until
 from .test_cli import run_cli
 
 HTTP_SERVICE = "tke-kms-plugin.http"  # the grpc.health.v1 service name of the HTTP listener
@@ -50,19 +49,6 @@ def grpc_health(socket_path: str, service: str) -> int:
         return health_pb2_grpc.HealthStub(channel).Check(request, timeout=3).status
 
 
-def start_on(
-    start_plugin: Callable[..., PluginProcess], emulator: Emulator, socket_path: str, *extra: str
-) -> PluginProcess:
-    return start_plugin(
-        socket_path,
-        key_id=emulator.create_key(TEST_REGION),
-        endpoint=emulator.endpoint,
-        secret_id=TEST_SECRET_ID,
-        secret_key=TEST_SECRET_KEY,
-        extra_args=extra,
-    )
-
-
 def assert_round_trips(socket_path: str) -> None:
     dek = b"\x07" * 32
     stub = kms_v1_stub(socket_path)
@@ -87,7 +73,7 @@ def test_taken_metrics_port_keeps_kms_serving_reports_it_and_binds_once_free(
     held_port: socket.socket,
 ) -> None:
     port = held_port.getsockname()[1]
-    plugin = start_on(start_plugin, emulator, plugin_socket, f"--metrics-address=127.0.0.1:{port}")
+    plugin = start_with_new_key(start_plugin, emulator, plugin_socket, f"--metrics-address=127.0.0.1:{port}")
     assert_round_trips(plugin_socket)
     assert grpc_health(plugin_socket, HTTP_SERVICE) == health_pb2.HealthCheckResponse.NOT_SERVING
     assert grpc_health(plugin_socket, "") == health_pb2.HealthCheckResponse.SERVING
@@ -119,8 +105,8 @@ def test_two_plugins_with_the_same_metrics_address_both_serve_kms(
     """A rotation's second plugin (or a pod overlapping a static pod) with the same default address."""
     address = f"--metrics-address=127.0.0.1:{free_port()}"
     sockets = [f"/tmp/kms-{tmp_path.name[-20:]}-{n}.sock" for n in (1, 2)]
-    first = start_on(start_plugin, emulator, sockets[0], address)
-    second = start_on(start_plugin, emulator, sockets[1], address)
+    first = start_with_new_key(start_plugin, emulator, sockets[0], address)
+    second = start_with_new_key(start_plugin, emulator, sockets[1], address)
     for path in sockets:
         assert_round_trips(path)
     assert grpc_health(sockets[0], HTTP_SERVICE) == health_pb2.HealthCheckResponse.SERVING
@@ -148,7 +134,7 @@ def closed_by_peer(connection: socket.socket) -> bool:
 def test_stalled_http_clients_do_not_block_livez_or_pile_up_threads(
     emulator: Emulator, plugin_socket: str, start_plugin: Callable[..., PluginProcess]
 ) -> None:
-    plugin = start_on(start_plugin, emulator, plugin_socket)
+    plugin = start_with_new_key(start_plugin, emulator, plugin_socket)
     assert http_get(plugin.metrics_url + "/livez")[0] == 200
     threads_before = thread_count(plugin.pid)
     host, port = plugin.metrics_url.removeprefix("http://").rsplit(":", 1)
