@@ -193,6 +193,15 @@ class SecretCensus(t.NamedTuple):
     encrypted: int  # objects stored with the KMS provider, whatever the target
     pending_count: int = 0
 
+    def counts(self) -> t.Dict[str, t.Any]:
+        """The counts a module returns (names aside)."""
+        return dict(
+            total=self.total,
+            by_storage=self.by_storage,
+            encrypted_count=self.encrypted,
+            pending_count=self.pending_count,
+        )
+
 
 def census(
     reader: EtcdReader,

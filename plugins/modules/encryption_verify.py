@@ -234,15 +234,6 @@ def pending_note(each: t.Dict[str, SecretCensus], target: str, provider: str) ->
     return "%s %s (%s: tke.kms.reencrypt)" % (counted, where, fix)
 
 
-def counts(found: SecretCensus) -> t.Dict[str, t.Any]:
-    return dict(
-        total=found.total,
-        by_storage=found.by_storage,
-        encrypted_count=found.encrypted,
-        pending_count=found.pending_count,
-    )
-
-
 def main() -> None:
     spec = master_api_argument_spec()
     spec.update(etcd_argument_spec())
@@ -274,9 +265,9 @@ def main() -> None:
     result.update(
         pending_sample=found.pending[:20],
         target=target,
-        per_resource={resource: counts(c) for resource, c in each.items()},
+        per_resource={resource: c.counts() for resource, c in each.items()},
         pending_resources=[r for r, c in each.items() if r != "secrets" and c.pending_count],
-        **counts(found),
+        **found.counts(),
     )
     if found.pending_count and params["fail_on_pending"]:
         note = pending_note(each, target, provider)

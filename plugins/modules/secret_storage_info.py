@@ -139,12 +139,10 @@ pending:
   elements: str
 """
 
-import typing as t
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.tke.kms.plugins.module_utils._etcd import (
     TARGETS,
-    SecretCensus,
     census_of_resources,
     etcd_argument_spec,
     etcd_reader,
@@ -152,15 +150,6 @@ from ansible_collections.tke.kms.plugins.module_utils._etcd import (
 from ansible_collections.tke.kms.plugins.module_utils._https import HttpsError
 from ansible_collections.tke.kms.plugins.module_utils._manifest import ManifestError
 from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import yaml
-
-
-def counts(found: SecretCensus) -> t.Dict[str, t.Any]:
-    return dict(
-        total=found.total,
-        by_storage=found.by_storage,
-        encrypted_count=found.encrypted,
-        pending_count=found.pending_count,
-    )
 
 
 def main() -> None:
@@ -192,9 +181,9 @@ def main() -> None:
     result = dict(
         changed=False,
         target=params["target"],
-        per_resource={resource: counts(c) for resource, c in each.items()},
+        per_resource={resource: c.counts() for resource, c in each.items()},
         pending_resources=[r for r, c in each.items() if r != "secrets" and c.pending_count],
-        **counts(found),
+        **found.counts(),
     )
     if params["list_pending"]:
         result["pending"] = found.pending
