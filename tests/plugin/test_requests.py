@@ -11,10 +11,10 @@ from tke_kms_plugin.emulator import Emulator
 from tke_kms_plugin.protos import kms_v1beta1_pb2 as v1
 from tke_kms_plugin.protos import kms_v2_pb2 as v2
 
-from tests.fixtures.emulator import TEST_REGION, TEST_SECRET_ID, TEST_SECRET_KEY
+from tests.fixtures.emulator import TEST_REGION
 from tests.fixtures.plugin import PluginProcess, kms_v1_stub
 
-from .conftest import PluginUnderTest, http_get, wait_until
+from .conftest import PluginUnderTest, http_get, start_with_new_key, wait_until
 
 MAX_RECEIVE = 64 * 1024  # the plugin's documented receive limit
 ANNOTATIONS_LIMIT = 32 * 1024  # kube-apiserver: all annotations of a v2 ciphertext together
@@ -33,14 +33,8 @@ def test_decrypt_joining_a_shorter_callers_call_still_gets_its_answer(
 ) -> None:
     """kube-apiserver callers with different deadlines ask for the same DEK: the one with time left must
     not inherit the DEADLINE_EXCEEDED of the one that joined first."""
-    plugin = start_plugin(
-        plugin_socket,
-        key_id=emulator.create_key(TEST_REGION),
-        endpoint=emulator.endpoint,
-        secret_id=TEST_SECRET_ID,
-        secret_key=TEST_SECRET_KEY,
-        extra_args=["--decrypt-cache-size=0"],  # every Decrypt goes to Tencent
-    )
+    # Cache off: every Decrypt goes to Tencent.
+    plugin = start_with_new_key(start_plugin, emulator, plugin_socket, "--decrypt-cache-size=0")
     stub = kms_v1_stub(plugin_socket)
     dek = b"\x42" * 32
     request = v1.DecryptRequest(
