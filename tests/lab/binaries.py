@@ -20,7 +20,7 @@ BUILD_DIR = Path(__file__).resolve().parent / "build"
 CACHE_ROOT = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tke-kms"
 KUBE_VERSION = "1.20.2"
 KUBE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
-ROUTE_UNAVAILABLE = 3  # apiext-sid.sh: Debian sid could not be downloaded; skip, do not fail
+ROUTE_UNAVAILABLE = 3  # apiext-sid.sh, kube-v2.sh: Debian sid could not be downloaded; skip, do not fail
 BUILD_TIMEOUT = 3600
 
 
@@ -65,6 +65,21 @@ def apiext_binary() -> Path:
     if versions:
         return versions[max(versions)]
     return run_build("apiext-sid.sh")
+
+
+@functools.cache
+def kube_v2_binary() -> Path:
+    """The lab's KMS v2 kube-apiserver (tests/lab/kube_apiserver on sid's k8s.io/apiserver); the
+    script returns the cached build of this source at once. Raises RouteUnavailable without sid."""
+    return run_build("kube-v2.sh")
+
+
+def kube_v2_version(binary: Path) -> str:
+    """Its Kubernetes version, from the cache directory name: kube-v2-0.36.4-<hash> is 1.36.4."""
+    match = re.fullmatch(r"kube-v2-0\.(\d+\.\d+)-[0-9a-f]+", binary.parent.name)
+    if match is None:
+        raise LabError(f"not a kube-v2 build directory: {binary.parent}")
+    return f"1.{match.group(1)}"
 
 
 @functools.cache
