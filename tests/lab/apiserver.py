@@ -248,6 +248,20 @@ class KubeAPIServer(APIServerBase):
         return f"/registry/secrets/{namespace}/{name}"
 
 
+class KubeV2APIServer(KubeAPIServer):
+    """The lab's KMS v2 kube-apiserver (tests/lab/kube_apiserver: k8s.io/apiserver 0.36 serving core
+    namespaces, secrets and configmaps) with a kubeadm 1.30+ flag set: KMS v1 off unless
+    `--feature-gates=KMSv1=true` is among the extra args. Raises binaries.RouteUnavailable without sid."""
+
+    def __init__(self, directory: Path, pki: LabPKI, etcd: Etcd, **kwargs: Any) -> None:
+        super().__init__(directory, pki, etcd, **kwargs)
+        self.binary = binaries.kube_v2_binary()
+        self.version = binaries.kube_v2_version(self.binary)
+
+    def argv(self) -> list[str]:
+        return [arg for arg in super().argv() if arg != "--insecure-port=0"]  # removed in 1.24
+
+
 class _Controller:
     """kube-controller-manager or kube-scheduler: its own client cert and kubeconfig, TLS /healthz."""
 
@@ -289,7 +303,8 @@ class _Controller:
 
 
 class ControlPlane:
-    """etcd + kube-apiserver, and kube-controller-manager + kube-scheduler when `controllers=True`."""
+    """etcd + kube-apiserver, and kube-controller-manager + kube-scheduler when `controllers=True`;
+    `kms_v2=True`: the lab's KMS v2 kube-apiserver (1.36) instead of 1.20.2, without controllers."""
 
     def __init__(
         self,
@@ -297,16 +312,19 @@ class ControlPlane:
         *,
         encryption_config: dict[str, Any] | str | None = None,
         controllers: bool = False,
+        kms_v2: bool = False,
         apiserver_args: tuple[str, ...] = (),
         pki: LabPKI | None = None,
         etcd: Etcd | None = None,
     ) -> None:
+        if kms_v2 and controllers:
+            raise LabError("the KMS v2 apiserver serves no API the 1.20 controllers could run against")
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.pki = pki or LabPKI(self.directory / "pki")
         self._owns_etcd = etcd is None
         self.etcd = etcd or Etcd(self.directory, self.pki)
-        self.apiserver = KubeAPIServer(
+        self.apiserver = (KubeV2APIServer if kms_v2 else KubeAPIServer)(
             self.directory,
             self.pki,
             self.etcd,
