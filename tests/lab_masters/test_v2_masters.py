@@ -55,6 +55,9 @@ def test_v2_masters_run_kubeadm_1_30_apiservers_that_answer_readyz(v2_master_lab
             assert status["report_to_api"] is False and status["api_error"] is None
             # The apiserver serves no pods: the agent made no mirror pod and registered no Node.
             assert session.get(f"{master.url}/api/v1/nodes", timeout=5).status_code == 404
+    attached = MasterLab.attach(lab.directory)  # what `make demo` and other processes see
+    assert attached is not None and attached.kms_v2 and attached.kubernetes_version == "1.36.4"
+    assert attached.problems() == []
 
 
 def test_v2_manifest_edit_restarts_the_apiserver_touch_does_not(pristine_v2_manifests: MasterLab) -> None:
