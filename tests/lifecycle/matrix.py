@@ -1,13 +1,16 @@
-"""The reliability matrix: a table of starting encryption configs, a table of faults, and which of them
-each lab cluster runs. `make test` runs QUICK_SCENARIOS (every starting config and every refusal once, each
-with a fault); `make reliability` sets TKE_KMS_RELIABILITY=full: every starting config alone on three
-masters with every fault and every refusal. docs/lifecycle.md describes both."""
+"""The reliability matrix: a table of starting encryption configs, a table of faults, the Kubernetes
+flavours (tests/lifecycle/flavour.py), and which of them each lab cluster runs. `make test` runs
+QUICK_SCENARIOS (on 1.20 every starting config and every refusal once, each with a fault; on 1.36 a KMS v2
+lane and the lifecycle with automatic reload); `make reliability` sets TKE_KMS_RELIABILITY=full: every
+starting config alone on three masters of each flavour with every fault that applies and every refusal.
+docs/lifecycle.md describes both."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
+from .flavour import KUBE_1_20, KUBE_1_36, KUBE_1_36_RELOAD, Flavour
 from .starting_config import Entry, StartConfig
 
 # -- starting configs
@@ -46,6 +49,13 @@ ALL_FAULTS = frozenset(
         DISABLE_APISERVER_DOWN,
     }
 )
+# With automatic reload rotate.yml restarts no apiserver: there is no restart for these faults to hit.
+RESTART_FAULTS = frozenset({ROTATE_NEW_PLUGIN_KILLED, ROTATE_APISERVER_DOWN})
+
+
+def faults_for(flavour: Flavour) -> frozenset[str]:
+    """The faults of the table that apply to masters of `flavour`."""
+    return ALL_FAULTS - RESTART_FAULTS if flavour.reload else ALL_FAULTS
 
 
 @dataclass(frozen=True)
@@ -57,10 +67,12 @@ class Scenario:
     faults: frozenset[str]
     same_key_refusal: bool = False  # rotate.yml to the key in use, with tke_kms_rotate_delete_old_key=true
     idempotence: bool = False  # rotate.yml and disable.yml run once more: changed=0
+    flavour: Flavour = KUBE_1_20
+    audit: bool = False  # after site.yml: site.yml again (changed=0) and playbooks/verify.yml
 
     @property
     def id(self) -> str:
-        return f"{self.start.id}-{self.masters}masters"
+        return f"{self.flavour.id}-{self.start.id}-{self.masters}masters"
 
 
 FULL = os.environ.get("TKE_KMS_RELIABILITY", "") == "full"
@@ -69,6 +81,8 @@ LANES = int(os.environ.get("TKE_KMS_RELIABILITY_LANES", "2"))
 
 # The removing-a-provider-in-use refusal runs where ROTATE_APISERVER_DOWN leaves the old provider second and
 # still storing every object; the "off" refusal wherever disable.yml leaves a non-identity entry (aesgcm).
+# On 1.36: the whole lifecycle with automatic reload (no apiserver restarted by rotate.yml) with its audit and
+# second runs, and a lane with restarts that meets the faults an apiserver restart brings.
 QUICK_SCENARIOS = (
     Scenario(
         NONE,
@@ -80,9 +94,33 @@ QUICK_SCENARIOS = (
         AESCBC_SECRETS_AESGCM_CONFIGMAPS, 2, frozenset({ROTATE_NEW_PLUGIN_KILLED}), same_key_refusal=True
     ),
     Scenario(SHARED_AESCBC, 2, frozenset({ROTATE_APISERVER_DOWN})),
+    Scenario(
+        NONE,
+        3,
+        frozenset({SITE_PLUGIN_KILLED, ROTATE_KMS_THROTTLED}),
+        idempotence=True,
+        flavour=KUBE_1_36_RELOAD,
+        audit=True,
+    ),
+    Scenario(
+        SHARED_AESCBC,
+        3,
+        frozenset({ROTATE_NEW_PLUGIN_KILLED, ROTATE_APISERVER_DOWN, DISABLE_APISERVER_DOWN}),
+        same_key_refusal=True,
+        flavour=KUBE_1_36,
+    ),
 )
 FULL_SCENARIOS = tuple(
-    Scenario(start, 3, ALL_FAULTS, same_key_refusal=True, idempotence=True)
+    Scenario(
+        start,
+        3,
+        faults_for(flavour),
+        same_key_refusal=True,
+        idempotence=True,
+        flavour=flavour,
+        audit=flavour.kms_v2,
+    )
+    for flavour in (KUBE_1_20, KUBE_1_36, KUBE_1_36_RELOAD)
     for start in (NONE, AESCBC_SECRETS, AESGCM_CONFIGMAPS, SHARED_AESCBC)
 )
 SCENARIOS = FULL_SCENARIOS if FULL else QUICK_SCENARIOS
