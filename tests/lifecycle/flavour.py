@@ -26,8 +26,8 @@ class Flavour:
         return f"k8s:enc:kms:{self.kms_api}:{provider}:".encode()
 
 
-# The role option of h-reload's rotation without restarts (docs/lifecycle.md); the flavour turns it on.
-RELOAD_OPTION = "tke_kms_apiserver_automatic_reload"
+# Rotation without restarting apiservers (docs/lifecycle.md, "Rotation without restarts"): on in this flavour.
+RELOAD_OPTION = "tke_kms_automatic_reload"
 
 KUBE_1_20 = Flavour("kube1.20", "1.20 KMS v1", kms_v2=False)
 # The KMS v2 apiserver serves namespaces, secrets and configmaps only (no DaemonSets, no Nodes): the plugin

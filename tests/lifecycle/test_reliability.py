@@ -55,6 +55,7 @@ AFTER_ROTATION = (
     f"-e tke_kms_provider_name={ROTATED} -e tke_kms_plugin_name={ROTATED} -e tke_kms_socket={ROTATED_SOCKET}"
 ).split()
 RESTART_MARKER = "Wait for kube-apiserver to restart with the new configuration on {}"
+RELOAD_MARKER = "Wait for kube-apiserver to load the encryption config, without a restart, on {}"
 WRITE_PHASE_MARKER = "PLAY [Write phase"
 FAULT_FILE = "/etc/kubernetes/lab-fault-apiserver-down"
 # Installed on a master by ApiserverDown: kube-apiserver refuses to start while the fault file exists.
@@ -361,14 +362,16 @@ class Fault:
 class PluginKilled(Fault):
     """SIGKILL of a plugin container on the victim while the read phase restarts the victim's apiserver."""
 
-    def __init__(self, pod: str, what: str) -> None:
+    def __init__(self, pod: str, what: str, *, reload: bool = False) -> None:
         self.pod, self.what = pod, what
         self.restarts = -1
+        self.reload = reload  # the read phase reloads the victim's config rather than restarting it
 
     def fire(self, lifecycle: Lifecycle, run: subprocess.Popen, log: Path) -> None:
         victim = lifecycle.victim
-        marker = RESTART_MARKER.format(victim.name)
-        wait_in_log(run, log, marker, f"the read phase restarting {victim.name}")
+        marker = (RELOAD_MARKER if self.reload else RESTART_MARKER).format(victim.name)
+        doing = "reloading" if self.reload else "restarting"
+        wait_in_log(run, log, marker, f"the read phase {doing} {victim.name}")
         container = wait_for(
             lambda: (c := plugin_container(victim, self.pod)) and c.get("pid") and c,
             timeout=60,
@@ -382,7 +385,8 @@ class PluginKilled(Fault):
     def check(self, lifecycle: Lifecycle, text: str) -> str:
         container = plugin_container(lifecycle.victim, self.pod)
         assert container and container["restartCount"] > self.restarts, container  # the fault did happen
-        return f"{self.what} SIGKILLed on {lifecycle.victim.name} mid read phase"
+        doing = "reload" if self.reload else "restart"
+        return f"{self.what} SIGKILLed on {lifecycle.victim.name} mid read phase ({doing})"
 
 
 class KmsThrottled(Fault):
@@ -707,7 +711,7 @@ def rotate_step(suite: Lifecycle, tmp_path: Path) -> None:
             problems += refuse_same_key(suite, tmp_path / "rotate-same-key.log")
         faults: list[Fault] = []
         if suite.fault(matrix.ROTATE_NEW_PLUGIN_KILLED):
-            faults.append(PluginKilled(ROTATED, "new plugin"))
+            faults.append(PluginKilled(ROTATED, "new plugin", reload=suite.scenario.flavour.reload))
         if suite.fault(matrix.ROTATE_APISERVER_DOWN):
             faults.append(ApiserverDown(WRITE_PHASE_MARKER, " in the write phase"))
             described = run_with_faults(
