@@ -55,3 +55,47 @@ def runs_kms(manifest: ApiserverManifest) -> bool:
     """Whether the encryption configuration the manifest names has a KMS provider."""
     path = manifest.encryption_config_host_path()
     return bool(path) and bool(ec.kms_providers(ec.read_config(t.cast(str, path))))
+
+
+def probe(
+    endpoint: Endpoint, path: str, require_kms: bool, started_after: t.Optional[float]
+) -> t.Dict[str, t.Any]:
+    """Ready (and KMS check listed, if required; and restarted after started_after, if set): healthy, with a
+    one-line message either way. An apiserver that does not answer is a result too, not an error."""
+    result: t.Dict[str, t.Any] = dict(healthy=False, ready=False)
+    where = endpoint.url
+    try:
+        status, checks = readiness(endpoint, path)
+    except HttpsError as exc:
+        result["message"] = "%s: not answering (%s)" % (where, exc)
+        return result
+    kms = kms_checks(checks)
+    result.update(ready=status == 200, checks=checks, kms_checks=kms)
+    failing = sorted(name for name, ok in checks.items() if not ok)
+    if status != 200:
+        result["message"] = "%s: not ready (HTTP %d%s)" % (
+            where,
+            status,
+            ", failing: " + ", ".join(failing) if failing else "",
+        )
+        return result
+    if require_kms and not kms:
+        result["message"] = "%s: ready but has no KMS health check; is the encryption config loaded?" % where
+        return result
+    notes = ["ready"] + ["%s ok" % name for name in sorted(kms)]
+    if started_after is not None:
+        try:
+            started = process_start_time(metrics(endpoint))
+        except HttpsError as exc:
+            result["message"] = "%s: ready, but the start time is unknown: %s" % (where, exc)
+            return result
+        result.update(started_at=started, restarted=started > started_after)
+        if not result["restarted"]:
+            result["message"] = "%s: still the process from before the change (started %.0fs earlier)" % (
+                where,
+                started_after - started,
+            )
+            return result
+        notes.append("started %.0fs after the change" % (started - started_after))
+    result.update(healthy=True, message="%s: %s" % (where, ", ".join(notes)))
+    return result

@@ -57,17 +57,14 @@ def config_hash(data: bytes) -> str:
 # The manifest ----------------------------------------------------------------------------------------------
 
 
-def _norm(path: t.Any) -> t.Optional[str]:
+def norm_path(path: t.Any) -> t.Optional[str]:
     return posixpath.normpath(path) if isinstance(path, str) and path else None
 
 
-def _sequence(manifest: mf.ApiserverManifest, parent: Ref, key: str) -> Ref:
-    ref = manifest.editor.get(parent, key)
-    if ref is None:
-        return manifest.editor.set_key(parent, key, [])
-    if not isinstance(ref.value, list):
-        raise mf.ManifestError("%s: %s must be a list" % (manifest.path, key))
-    return ref
+def mounts_file(manifest: mf.ApiserverManifest, path: str) -> bool:
+    """Whether the kube-apiserver container mounts this very file (not a directory holding it)."""
+    mounts = manifest.container.value.get("volumeMounts") or []
+    return any(isinstance(m, dict) and norm_path(m.get("mountPath")) == norm_path(path) for m in mounts)
 
 
 def _named(sequence: Ref, manifest: mf.ApiserverManifest, name: str) -> t.List[Ref]:
@@ -90,11 +87,11 @@ def mount_config_directory(manifest: mf.ApiserverManifest, volume_name: str, con
     A file mount of the config becomes the directory mount (same volume name); without one, the volume
     volume_name is used or added. A directory already shown by another mount is left as it is.
     """
-    config = t.cast(str, _norm(config_path))
+    config = t.cast(str, norm_path(config_path))
     directory = posixpath.dirname(config)
-    mounts = _sequence(manifest, manifest.container, "volumeMounts")
-    volumes = _sequence(manifest, manifest.spec, "volumes")
-    file_mounts = [m for m in mounts.value if isinstance(m, dict) and _norm(m.get("mountPath")) == config]
+    mounts = manifest.sequence(manifest.container, "volumeMounts")
+    volumes = manifest.sequence(manifest.spec, "volumes")
+    file_mounts = [m for m in mounts.value if isinstance(m, dict) and norm_path(m.get("mountPath")) == config]
     target = str(file_mounts[-1].get("name")) if file_mounts else volume_name
     others = [
         m for m in mounts.value if isinstance(m, dict) and m.get("name") != target and m not in file_mounts
@@ -144,7 +141,7 @@ def _remove_file_mounts(manifest: mf.ApiserverManifest, mounts: Ref, volumes: Re
     names = set()
     while index < len(mounts.value):
         mount = mounts.value[index]
-        if isinstance(mount, dict) and _norm(mount.get("mountPath")) == config:
+        if isinstance(mount, dict) and norm_path(mount.get("mountPath")) == config:
             names.add(mount.get("name"))
             manifest.editor.remove_item(mounts, index)
         else:

@@ -97,6 +97,10 @@ healthy:
   description: RV(loaded), and ready with the KMS checks passing (if required).
   returned: always
   type: bool
+ready:
+  description: Whether C(/readyz) answered 200 once the configuration was loaded.
+  returned: always
+  type: bool
 config_path:
   description: The configuration file waited for.
   returned: always
@@ -136,12 +140,11 @@ message:
   description: One line saying what was found.
   returned: always
   type: str
-  sample: "https://10.0.0.11:6443: loaded sha256:0b9f... (written 41s ago) without a restart, ready,
-    kms-providers ok"
+  sample: "https://10.0.0.11:6443: ready, kms-providers ok - loaded sha256:0b9f... (written 41s ago) without a
+    restart"
 """
 
 import os
-import posixpath
 import time
 import typing as t
 
@@ -155,12 +158,7 @@ from ansible_collections.tke.kms.plugins.module_utils._master_api import (
     master_endpoint,
     read_manifest,
 )
-from ansible_collections.tke.kms.plugins.module_utils._readiness import (
-    kms_checks,
-    metrics,
-    process_start_time,
-    readiness,
-)
+from ansible_collections.tke.kms.plugins.module_utils._readiness import metrics, probe, process_start_time
 from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import yaml
 
 
@@ -199,18 +197,13 @@ def check_reloadable(manifest: mf.ApiserverManifest, version_override: t.Optiona
             "(tke.kms.apiserver_manifest automatic_reload, role option apiserver_automatic_reload)"
             % manifest.path
         )
-    mounts = manifest.container.value.get("volumeMounts") or []
-    if any(isinstance(m, dict) and _norm(m.get("mountPath")) == _norm(named) for m in mounts):
+    if rl.mounts_file(manifest, named):
         raise mf.ManifestError(
             "%s: %s is mounted into the apiserver as a single file; such a mount keeps showing the old file "
             "once a new one is renamed over it, so the apiserver would never load it. Mount its directory "
             "(tke.kms.apiserver_manifest automatic_reload)" % (manifest.path, named)
         )
     return t.cast(str, manifest.encryption_config_host_path())
-
-
-def _norm(path: t.Any) -> t.Optional[str]:
-    return posixpath.normpath(path) if isinstance(path, str) and path else None
 
 
 class Waiter:
@@ -225,10 +218,10 @@ class Waiter:
         self.grace = grace
         self.first_failure: t.Optional[float] = None  # when the first failed reload since the change was seen
 
-    def probe(self) -> t.Dict[str, t.Any]:
+    def check(self) -> t.Dict[str, t.Any]:
         config = read_config_file(self.config_path)
         result: t.Dict[str, t.Any] = dict(
-            loaded=False, healthy=False, config_path=config.path, config_hash=config.hash
+            loaded=False, healthy=False, ready=False, config_path=config.path, config_hash=config.hash
         )
         where = self.endpoint.url
         try:
@@ -290,36 +283,14 @@ class Waiter:
         return text
 
     def readiness(self, config: ConfigFile, result: t.Dict[str, t.Any]) -> t.Dict[str, t.Any]:
-        where = self.endpoint.url
-        try:
-            status, checks = readiness(self.endpoint, "/readyz")
-        except HttpsError as exc:
-            result["message"] = "%s: loaded %s but stopped answering (%s)" % (where, config.hash, exc)
-            return result
-        kms = kms_checks(checks)
-        result.update(checks=checks, kms_checks=kms)
-        failing = sorted(name for name, ok in checks.items() if not ok)
         require_kms = config.has_kms if self.require_kms is None else self.require_kms
-        if status != 200:
-            result["message"] = "%s: loaded %s but is not ready (HTTP %d%s)" % (
-                where,
-                config.hash,
-                status,
-                ", failing: " + ", ".join(failing) if failing else "",
-            )
-        elif require_kms and not any(kms.values()):
-            result["message"] = "%s: loaded %s and ready, but has no passing KMS check (checks: %s)" % (
-                where,
-                config.hash,
-                ", ".join(sorted(kms)) or "none",
-            )
-        else:
-            notes = ["ready"] + ["%s ok" % name for name in sorted(kms)]
-            result.update(
-                healthy=True,
-                message="%s: loaded %s (written %.0fs ago) without a restart, %s"
-                % (where, config.hash, time.time() - config.changed_at, ", ".join(notes)),
-            )
+        ready = probe(self.endpoint, "/readyz", require_kms, None)
+        result.update(ready)
+        result["message"] = "%s - loaded %s (written %.0fs ago) without a restart" % (
+            ready["message"],
+            config.hash,
+            time.time() - config.changed_at,
+        )
         return result
 
 
@@ -328,7 +299,7 @@ def wait(module: AnsibleModule, waiter: Waiter) -> t.Dict[str, t.Any]:
     started = time.monotonic()
     deadline = started + params["timeout"]
     while True:
-        result = waiter.probe()
+        result = waiter.check()
         result["waited"] = round(time.monotonic() - started, 1)
         if result["healthy"] or module.check_mode:
             return result

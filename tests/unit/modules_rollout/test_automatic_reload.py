@@ -106,9 +106,9 @@ def test_on_a_fresh_manifest_and_again_it_is_idempotent_and_byte_stable(master) 
 
 
 def test_a_file_mount_under_another_name_becomes_the_directory_mount(master) -> None:
+    certs = "    - mountPath: /etc/ssl/certs\n"
     text = kubeadm_130(master).replace(
-        "    - mountPath: /etc/ssl/certs\n",
-        f"    - mountPath: {CONFIG}\n      name: enc\n      readOnly: true\n    - mountPath: /etc/ssl/certs\n",
+        certs, f"    - mountPath: {CONFIG}\n      name: enc\n      readOnly: true\n" + certs
     )
     text = text.replace(
         "  volumes:\n", f"  volumes:\n  - hostPath:\n      path: {CONFIG}\n      type: File\n    name: enc\n"
@@ -234,15 +234,17 @@ def test_the_wait_refuses_kubernetes_older_than_1_26(master) -> None:
 
 # the metrics -----------------------------------------------------------------------------------------------
 
-METRICS = b"""# HELP apiserver_encryption_config_controller_last_config_info [ALPHA] Information
-# TYPE apiserver_encryption_config_controller_last_config_info gauge
-apiserver_encryption_config_controller_last_config_info{apiserver_id_hash="sha256:aa",hash="sha256:bb"} 1
-apiserver_encryption_config_controller_automatic_reloads_total{apiserver_id_hash="sha256:aa",status="failure"} 3
-apiserver_encryption_config_controller_automatic_reloads_total{apiserver_id_hash="sha256:aa",status="success"} 2
-apiserver_encryption_config_controller_automatic_reload_last_timestamp_seconds{apiserver_id_hash="sha256:aa",status="failure"} 1.7650123e+09
-apiserver_encryption_config_controller_automatic_reload_last_timestamp_seconds{apiserver_id_hash="sha256:aa",status="success"} 1.765e+09
+ID = 'apiserver_id_hash="sha256:aa"'
+CONTROLLER = "apiserver_encryption_config_controller_"
+METRICS = f"""# HELP {CONTROLLER}last_config_info [ALPHA] Information
+# TYPE {CONTROLLER}last_config_info gauge
+{CONTROLLER}last_config_info{{{ID},hash="sha256:bb"}} 1
+{CONTROLLER}automatic_reloads_total{{{ID},status="failure"}} 3
+{CONTROLLER}automatic_reloads_total{{{ID},status="success"}} 2
+{CONTROLLER}automatic_reload_last_timestamp_seconds{{{ID},status="failure"}} 1.7650123e+09
+{CONTROLLER}automatic_reload_last_timestamp_seconds{{{ID},status="success"}} 1.765e+09
 process_start_time_seconds 1.7649e+09
-"""
+""".encode()
 
 
 def test_the_reload_metrics_are_read() -> None:
