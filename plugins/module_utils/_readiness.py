@@ -58,10 +58,21 @@ def runs_kms(manifest: ApiserverManifest) -> bool:
 
 
 def probe(
-    endpoint: Endpoint, path: str, require_kms: bool, started_after: t.Optional[float]
+    endpoint: Endpoint,
+    path: str,
+    require_kms: bool,
+    *,
+    started_after: t.Optional[float] = None,
+    previous_started_at: t.Optional[float] = None,
+    report_start: bool = False,
 ) -> t.Dict[str, t.Any]:
-    """Ready (and KMS check listed, if required; and restarted after started_after, if set): healthy, with a
-    one-line message either way. An apiserver that does not answer is a result too, not an error."""
+    """Ready (and KMS check listed, if required; and a new process, if asked): healthy, with a one-line
+    message either way. An apiserver that does not answer is a result too, not an error.
+
+    A new process is one whose start time differs from `previous_started_at` (the start time it reported
+    before the change: same clock, same rounding), else one that started after `started_after` (wall clock).
+    The reported start time counts from the boot time in whole seconds, so it can read up to a second early:
+    only `previous_started_at` recognises a restart that follows the change within a second."""
     result: t.Dict[str, t.Any] = dict(healthy=False, ready=False)
     where = endpoint.url
     try:
@@ -83,19 +94,24 @@ def probe(
         result["message"] = "%s: ready but has no KMS health check; is the encryption config loaded?" % where
         return result
     notes = ["ready"] + ["%s ok" % name for name in sorted(kms)]
-    if started_after is not None:
+    must_restart = started_after is not None or previous_started_at is not None
+    if must_restart or report_start:
         try:
-            started = process_start_time(metrics(endpoint))
+            result["started_at"] = process_start_time(metrics(endpoint))
         except HttpsError as exc:
-            result["message"] = "%s: ready, but the start time is unknown: %s" % (where, exc)
-            return result
-        result.update(started_at=started, restarted=started > started_after)
+            if must_restart:
+                result["message"] = "%s: ready, but the start time is unknown: %s" % (where, exc)
+                return result
+    if must_restart:
+        started = result["started_at"]
+        since = t.cast(float, previous_started_at if previous_started_at is not None else started_after)
+        result["restarted"] = started > since
         if not result["restarted"]:
             result["message"] = "%s: still the process from before the change (started %.0fs earlier)" % (
                 where,
-                started_after - started,
+                since - started,
             )
             return result
-        notes.append("started %.0fs after the change" % (started - started_after))
+        notes.append("started %.0fs after the change" % (started - since))
     result.update(healthy=True, message="%s: %s" % (where, ", ".join(notes)))
     return result

@@ -10,18 +10,27 @@ short_description: Check that the kube-apiserver on this master runs, is ready, 
 version_added: 0.1.0
 description:
   - Asks the kube-apiserver of the master the task runs on for C(/readyz?verbose) (C(/healthz?verbose) before
-    Kubernetes 1.16) and, when O(started_after) is set, for its process start time (metric
-    C(process_start_time_seconds)), which tells whether it was restarted after a manifest change.
+    Kubernetes 1.16) and, once it is ready, for its process start time (metric C(process_start_time_seconds)),
+    which tells whether it was restarted after a manifest change (O(previous_started_at), O(started_after)).
   - KMS health checks (C(kms-provider-N), C(kms-providers)) must be listed and passing when O(require_kms) is
     on.
   - One probe per run. An apiserver that is down or not ready yet is a result (RV(healthy=false) and
     RV(message)), not a failure, so a task waits for it with C(until), C(retries) and C(delay), printing its
     progress on every retry.
 options:
+  previous_started_at:
+    description:
+      - The RV(started_at) this module returned before the change. RV(healthy) also needs the apiserver to run
+        as another process, started later.
+      - Preferred over O(started_after) - the start time the apiserver reports counts from the boot time in
+        whole seconds, so it can read up to a second earlier than the real start; compared with the value it
+        reported before, a restart within a second of the change is still recognised.
+    type: float
   started_after:
     description:
       - Seconds since the epoch, on the master's clock (M(tke.kms.apiserver_manifest) returns it as
-        C(written_at)). RV(healthy) also needs the apiserver process to have started after it.
+        C(written_at)). RV(healthy) also needs the apiserver process to have started after it (as the
+        apiserver reports its start, see O(previous_started_at)). Ignored when O(previous_started_at) is set.
     type: float
   kubernetes_version:
     description: The apiserver version, if the manifest's image tag does not tell it.
@@ -46,9 +55,13 @@ author:
 """
 
 EXAMPLES = r"""
+- name: Check the apiserver before the change
+  tke.kms.apiserver_health:
+  register: before
+
 - name: Wait for the apiserver on this master to come back with the new manifest
   tke.kms.apiserver_health:
-    started_after: "{{ manifest.written_at }}"
+    previous_started_at: "{{ before.started_at }}"
   register: apiserver
   until: apiserver.healthy
   retries: 60
@@ -57,7 +70,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 healthy:
-  description: Ready, KMS checks passing (if required), and restarted after O(started_after) (if set).
+  description: Ready, KMS checks passing (if required), and a new process (if O(previous_started_at) or
+    O(started_after) is set).
   returned: always
   type: bool
 ready:
@@ -74,12 +88,12 @@ kms_checks:
   returned: when the apiserver answered
   type: dict
 started_at:
-  description: Start time of the apiserver process (seconds since the epoch), when it was read.
-  returned: when O(started_after) is set and the apiserver is ready
+  description: Start time of the apiserver process (seconds since the epoch), as its /metrics reports it.
+  returned: when the apiserver is ready and its /metrics answers
   type: float
 restarted:
-  description: Whether RV(started_at) is after O(started_after).
-  returned: when O(started_after) is set and the apiserver is ready
+  description: Whether RV(started_at) is after O(previous_started_at), else after O(started_after).
+  returned: when O(previous_started_at) or O(started_after) is set and the apiserver is ready
   type: bool
 message:
   description: One line saying what was found.
@@ -105,7 +119,10 @@ from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import yaml
 def main() -> None:
     spec = master_api_argument_spec()
     spec.update(
-        started_after=dict(type="float"), require_kms=dict(type="bool"), kubernetes_version=dict(type="str")
+        previous_started_at=dict(type="float"),
+        started_after=dict(type="float"),
+        require_kms=dict(type="bool"),
+        kubernetes_version=dict(type="str"),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     if yaml is None:
@@ -122,7 +139,14 @@ def main() -> None:
         module.fail_json(msg=str(exc))
     path = "/readyz" if version >= (1, 16) else "/healthz"
     with endpoint:
-        result = probe(endpoint, path, require_kms, params["started_after"])
+        result = probe(
+            endpoint,
+            path,
+            require_kms,
+            started_after=params["started_after"],
+            previous_started_at=params["previous_started_at"],
+            report_start=True,
+        )
     # msg as well: when a retried task gives up, Ansible shows the last result's msg
     module.exit_json(changed=False, msg=result["message"], **result)
 

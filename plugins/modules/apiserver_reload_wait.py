@@ -284,7 +284,7 @@ class Waiter:
 
     def readiness(self, config: ConfigFile, result: t.Dict[str, t.Any]) -> t.Dict[str, t.Any]:
         require_kms = config.has_kms if self.require_kms is None else self.require_kms
-        ready = probe(self.endpoint, "/readyz", require_kms, None)
+        ready = probe(self.endpoint, "/readyz", require_kms)
         result.update(ready)
         result["message"] = "%s - loaded %s (written %.0fs ago) without a restart" % (
             ready["message"],
