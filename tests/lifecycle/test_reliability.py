@@ -360,7 +360,8 @@ class Fault:
 
 
 class PluginKilled(Fault):
-    """SIGKILL of a plugin container on the victim while the read phase restarts the victim's apiserver."""
+    """SIGKILL of a plugin container on the victim while the read phase restarts (or, with automatic reload,
+    reloads) the victim's apiserver."""
 
     def __init__(self, pod: str, what: str, *, reload: bool = False) -> None:
         self.pod, self.what = pod, what
