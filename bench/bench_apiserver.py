@@ -62,6 +62,7 @@ class Backends:
 
     def __init__(self, run_dir: Path = RUN_DIR) -> None:
         self.run_dir = run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
         self.emulator = start_emulator_process({SECRET_ID: SECRET_KEY})
         self.admin = self.emulator.admin
         self.key_id = self.admin.create_key(REGION, alias="bench-apiserver")
