@@ -10,6 +10,11 @@ the plugin on its default 127.0.0.1:9876, the same on every master. They share o
 the bridge's host address. A node agent per master (tests/lab/node_agent) plays the kubelet inside
 that master's namespace; Ansible enters it too (`ansible_chroot_exe`, a wrapper around chroot).
 
+`MasterLab(kms_v2=True)`: "v2 masters" whose kube-apiserver is the lab's KMS v2 apiserver
+(tests/lab/kube_apiserver, Kubernetes 1.36 library code) under a kubeadm 1.30+ manifest. That
+apiserver serves only namespaces, secrets and configmaps, so those masters run only the
+kube-apiserver static pod and their node agents do not report to the API (no Node, Lease, mirror pod).
+
 Everything lives under RUN_ROOT/masters/<lab name>/ and every process is a recorded ManagedProcess,
 so `python -m tests.lab.cleanup` can reap a lab whose owner died (and its network).
 """
@@ -48,11 +53,15 @@ CHROOT = "/usr/sbin/chroot"
 PLUGIN_VENV = "/opt/tke-kms-plugin/venv"
 PLUGIN_ENTRYPOINT = "/tke-kms-plugin"
 CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+# The KMS v2 apiserver serves no pods, nodes or leases: no controller-manager or scheduler can run on it.
+V2_CONTROL_PLANE = ("kube-apiserver",)
 # kubeadm's ports, the same on every master: each master has its own network namespace.
 APISERVER_PORT = 6443
 CONTROLLER_MANAGER_PORT = 10257
 SCHEDULER_PORT = 10259
 READY_TIMEOUT = 240.0
+SYSTEM_NODE_CRITICAL = 2000001000  # the PriorityClass's value, which kubeadm 1.30+ writes as `priority`
+KUBE_VERSION = binaries.KUBE_VERSION  # the 1.20 masters' control plane
 STATE_FILE = "lab.json"
 LAB_REGION = "ap-guangzhou"
 
@@ -112,15 +121,15 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def build_layer(directory: Path, base: Path) -> Path:
-    """The per-lab layer: control-plane binaries, our plugin in the venv, and /tke-kms-plugin."""
+def build_layer(directory: Path, base: Path, programs: dict[str, Path]) -> Path:
+    """The per-lab layer: the control-plane `programs` (name in /usr/local/bin -> binary), our plugin
+    in the venv, and /tke-kms-plugin."""
     layer = directory / "layer"
     if (layer / ".complete").exists():
         return layer
     shutil.rmtree(layer, ignore_errors=True)
-    kube = binaries.kube_dir()
-    for name in CONTROL_PLANE:
-        _link_or_copy(kube / name, layer / "usr/local/bin" / name)
+    for name, binary in programs.items():
+        _link_or_copy(binary, layer / "usr/local/bin" / name)
     wheels = directory / "wheels"
     shutil.rmtree(wheels, ignore_errors=True)
     _run(
@@ -298,21 +307,30 @@ def _probe(path: str, host: str, port: int, **overrides: int) -> dict[str, Any]:
     return probe
 
 
+def kubeadm_1_30(version: str) -> bool:
+    """The layout of kubeadm 1.30+ (the v2 masters) rather than kubeadm 1.20's."""
+    return tuple(int(part) for part in version.split(".")[:2]) >= (1, 30)
+
+
 def static_pod(
     component: str,
     command: list[str],
     endpoint: tuple[str, int],
     mounts: list[tuple[str, str, str]],
     *,
+    version: str,
     readiness: bool = False,
     annotations: dict[str, str] | None = None,
     cpu: str = "200m",
 ) -> dict[str, Any]:
-    """A control-plane static pod as kubeadm 1.20 writes it (keys sorted on dump, like kubeadm);
-    `endpoint`: the (host, port) its probes use."""
+    """A control-plane static pod as kubeadm writes it for Kubernetes `version` (keys sorted on dump,
+    like kubeadm); `endpoint`: the (host, port) its probes use. kubeadm 1.30+ pulls from
+    registry.k8s.io and sets the pod's priority and the RuntimeDefault seccomp profile
+    (cmd/kubeadm/app/util/staticpod ComponentPod)."""
+    registry = "registry.k8s.io" if kubeadm_1_30(version) else "k8s.gcr.io"
     container: dict[str, Any] = {
         "command": command,
-        "image": f"k8s.gcr.io/{component}:v{binaries.KUBE_VERSION}",
+        "image": f"{registry}/{component}:v{version}",
         "imagePullPolicy": "IfNotPresent",
         "livenessProbe": _probe("/livez" if readiness else "/healthz", *endpoint),
         "name": component,
@@ -334,21 +352,20 @@ def static_pod(
     }
     if annotations:
         metadata["annotations"] = annotations
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": metadata,
-        "spec": {
-            "containers": [container],
-            "hostNetwork": True,
-            "priorityClassName": "system-node-critical",
-            "volumes": [_host_path_volume(name, path, kind) for name, path, kind in mounts],
-        },
-        "status": {},
+    spec: dict[str, Any] = {
+        "containers": [container],
+        "hostNetwork": True,
+        "priorityClassName": "system-node-critical",
+        "volumes": [_host_path_volume(name, path, kind) for name, path, kind in mounts],
     }
+    if kubeadm_1_30(version):
+        spec["priority"] = SYSTEM_NODE_CRITICAL
+        spec["securityContext"] = {"seccompProfile": {"type": "RuntimeDefault"}}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec, "status": {}}
 
 
-def apiserver_manifest(master: Master, etcd_url: str) -> dict[str, Any]:
+def apiserver_manifest(master: Master, etcd_url: str, version: str) -> dict[str, Any]:
+    """kubeadm's kube-apiserver manifest for `version`: 1.30+ has no `--insecure-port` (removed in 1.24)."""
     pki = "/etc/kubernetes/pki"
     command = [
         "kube-apiserver",
@@ -362,7 +379,7 @@ def apiserver_manifest(master: Master, etcd_url: str) -> dict[str, Any]:
         f"--etcd-certfile={pki}/apiserver-etcd-client.crt",
         f"--etcd-keyfile={pki}/apiserver-etcd-client.key",
         f"--etcd-servers={etcd_url}",
-        "--insecure-port=0",
+        *([] if kubeadm_1_30(version) else ["--insecure-port=0"]),
         f"--kubelet-client-certificate={pki}/apiserver-kubelet-client.crt",
         f"--kubelet-client-key={pki}/apiserver-kubelet-client.key",
         "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
@@ -389,6 +406,7 @@ def apiserver_manifest(master: Master, etcd_url: str) -> dict[str, Any]:
         command,
         (master.address, master.apiserver_port),
         sorted(mounts),
+        version=version,
         readiness=True,
         annotations=endpoint,
         cpu="250m",
@@ -422,7 +440,7 @@ def controller_manager_manifest(master: Master) -> dict[str, Any]:
         ("kubeconfig", conf, "FileOrCreate"),
     ]
     endpoint = (LOOPBACK, master.controller_manager_port)
-    return static_pod("kube-controller-manager", command, endpoint, sorted(mounts))
+    return static_pod("kube-controller-manager", command, endpoint, sorted(mounts), version=KUBE_VERSION)
 
 
 def scheduler_manifest(master: Master) -> dict[str, Any]:
@@ -437,7 +455,8 @@ def scheduler_manifest(master: Master) -> dict[str, Any]:
         "--port=0",
     ]
     mounts = [("kubeconfig", conf, "FileOrCreate")]
-    return static_pod("kube-scheduler", command, (LOOPBACK, master.scheduler_port), mounts, cpu="100m")
+    endpoint = (LOOPBACK, master.scheduler_port)
+    return static_pod("kube-scheduler", command, endpoint, mounts, version=KUBE_VERSION, cpu="100m")
 
 
 def dump_manifest(pod: dict[str, Any]) -> str:
@@ -462,8 +481,10 @@ class ClusterPKI:
         self.front_proxy_client = self.front_proxy.client_cert("front-proxy-client", "front-proxy-client")
 
 
-def write_layout(master: Master, cluster: ClusterPKI, etcd_url: str, components: tuple[str, ...]) -> None:
-    """/etc/kubernetes of a kubeadm master (external etcd), and /etc/hostname."""
+def write_layout(
+    master: Master, cluster: ClusterPKI, etcd_url: str, components: tuple[str, ...], version: str
+) -> None:
+    """/etc/kubernetes of a kubeadm master (external etcd) for Kubernetes `version`, and /etc/hostname."""
     etc = master.path("/etc/kubernetes")
     pki_dir = etc / "pki"
     master.path("/etc/hostname").write_text(f"{master.name}\n")
@@ -507,7 +528,7 @@ def write_layout(master: Master, cluster: ClusterPKI, etcd_url: str, components:
         pair = credentials.client_cert(file.removesuffix(".conf"), user, groups)
         credentials.kubeconfig(etc / file, master.url, user, pair)
     manifests = {
-        "kube-apiserver": lambda: apiserver_manifest(master, etcd_url),
+        "kube-apiserver": lambda: apiserver_manifest(master, etcd_url, version),
         "kube-controller-manager": lambda: controller_manager_manifest(master),
         "kube-scheduler": lambda: scheduler_manifest(master),
     }
@@ -583,6 +604,10 @@ class MasterLab:
     A lab started by one process (`make demo`) is stopped by another with
     `MasterLab.stop_recorded(directory)`. Servers the masters must reach (the KMS emulator) listen on
     `lab.gateway`, the host's address on the lab bridge.
+
+    `kms_v2=True`: v2 masters. Their kube-apiserver is the lab's KMS v2 apiserver (Kubernetes 1.36
+    library code, raises binaries.RouteUnavailable without Debian sid) under kubeadm 1.30+'s manifest;
+    only that component runs, and the agents run static pods without reporting to the API.
     """
 
     def __init__(
@@ -590,15 +615,24 @@ class MasterLab:
         name: str = "lab",
         count: int = 3,
         *,
-        components: tuple[str, ...] = CONTROL_PLANE,
+        kms_v2: bool = False,
+        components: tuple[str, ...] | None = None,
         backoff_initial: float = 10.0,
         directory: Path | None = None,
     ) -> None:
+        components = components or (V2_CONTROL_PLANE if kms_v2 else CONTROL_PLANE)
+        if kms_v2 and set(components) - set(V2_CONTROL_PLANE):
+            raise LabError(
+                f"v2 masters run only {V2_CONTROL_PLANE}: the KMS v2 lab apiserver serves no pods, nodes "
+                f"or leases for {sorted(set(components) - set(V2_CONTROL_PLANE))}"
+            )
         self.name = name
         self.directory = Path(directory or MASTERS_ROOT / name)
         self.count = count
+        self.kms_v2 = kms_v2
         self.components = components
         self.backoff_initial = backoff_initial
+        self._kubernetes_version: str | None = None if kms_v2 else KUBE_VERSION
         self.masters: list[Master] = []
         self.network: LabNetwork | None = None
         self.etcd: Etcd | None = None
@@ -614,6 +648,20 @@ class MasterLab:
         if self.network is None:
             raise LabError(f"lab {self.name} has no network (not started)")
         return self.network.gateway
+
+    @property
+    def kubernetes_version(self) -> str:
+        """The masters' Kubernetes version: "1.20.2", or the v2 masters' "1.36.4"."""
+        if self._kubernetes_version is None:
+            self._kubernetes_version = binaries.kube_v2_version(binaries.kube_v2_binary())
+        return self._kubernetes_version
+
+    def programs(self) -> dict[str, Path]:
+        """/usr/local/bin of every master: the KMS v2 apiserver, or the three 1.20.2 binaries."""
+        if self.kms_v2:
+            return {"kube-apiserver": binaries.kube_v2_binary()}
+        kube = binaries.kube_dir()
+        return {name: kube / name for name in CONTROL_PLANE}
 
     # -- lifecycle
 
@@ -632,7 +680,7 @@ class MasterLab:
 
     def _start(self) -> None:
         base = rootfs()
-        layer = build_layer(self.directory, base)
+        layer = build_layer(self.directory, base, self.programs())
         names = [f"master{i}" for i in range(1, self.count + 1)]
         self.network = netns.allocate(names, self.directory)
         netns.create(self.network)
@@ -643,7 +691,7 @@ class MasterLab:
         for master in self.masters:
             master.mount([layer, base])
             master.write_chroot_exe()
-            write_layout(master, self.cluster, self.etcd.url, self.components)
+            write_layout(master, self.cluster, self.etcd.url, self.components, self.kubernetes_version)
         admin = self.cluster.ca.client_cert("admin", "kubernetes-admin", ("system:masters",))
         self.cluster.ca.kubeconfig(self.admin_conf, self.masters[0].url, "kubernetes-admin", admin)
         for master in self.masters:
@@ -668,6 +716,7 @@ class MasterLab:
             cert_file=str(credentials / "admin.crt"),
             key_file=str(credentials / "admin.key"),
             backoff_initial=self.backoff_initial,
+            report_to_api=not self.kms_v2,  # the KMS v2 apiserver has no nodes, leases or pods
         )
         master.agent_dir.mkdir(parents=True, exist_ok=True)
         path = config.save(master.agent_dir / "config.json")
@@ -743,7 +792,9 @@ class MasterLab:
             state = json.loads((directory / STATE_FILE).read_text())
         except (OSError, ValueError):
             return None
-        lab = cls(state["name"], len(state["masters"]), directory=directory)
+        kms_v2 = state.get("kms_v2", False)
+        lab = cls(state["name"], len(state["masters"]), kms_v2=kms_v2, directory=directory)
+        lab._kubernetes_version = state.get("kubernetes_version", KUBE_VERSION)
         lab.state = state
         if "network" not in state:  # recorded by a lab version without network namespaces
             return lab
@@ -788,6 +839,8 @@ class MasterLab:
             "directory": str(self.directory),
             "admin_conf": str(self.admin_conf),
             "inventory": str(self.inventory),
+            "kms_v2": self.kms_v2,
+            "kubernetes_version": self.kubernetes_version,
             "network": self.network.to_record(),
             "etcd": {
                 "url": self.etcd.url,

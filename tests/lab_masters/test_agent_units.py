@@ -6,9 +6,12 @@ import os
 import socket
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.lab.node_agent import manifests
+from tests.lab.node_agent.agent import NodeAgent
+from tests.lab.node_agent.config import AgentConfig
 from tests.lab.node_agent.container import Backoff
 from tests.lab.node_agent.podspec import expand, launch_spec
 from tests.lab.node_agent.probes import run_probe
@@ -136,3 +139,34 @@ def test_probes_without_a_host_go_to_the_pod_ip() -> None:
         ok, error = run_probe(probe, lambda *_: 1, {}, "127.0.0.1")
         assert not ok and "ConnectionRefused" in error
         assert run_probe({"tcpSocket": {"host": "127.0.0.2", "port": port}}, lambda *_: 1, {}, "127.0.0.1")[0]
+
+
+@pytest.mark.parametrize("report_to_api", [True, False])
+def test_agent_talks_to_the_api_only_when_it_reports(tmp_path: Path, report_to_api: bool) -> None:
+    """report_to_api=False (v2 masters: no pods, nodes, leases in the API) makes no API call at all;
+    True keeps the 1.20 behaviour, where an unreachable API is recorded and pods keep running."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # nothing listens here once closed: connection refused
+    (tmp_path / "root/etc/kubernetes/manifests").mkdir(parents=True)
+    config = AgentConfig(
+        node_name="master1",
+        root=str(tmp_path / "root"),
+        state_dir=str(tmp_path),
+        servers=[f"https://127.0.0.1:{port}"],
+        ca_file="",
+        cert_file="",
+        key_file="",
+        report_to_api=report_to_api,
+    )
+    agent = NodeAgent(config)
+    try:
+        agent.tick()
+    finally:
+        agent.api.close()
+    snapshot = yaml.safe_load((tmp_path / "status.json").read_text())
+    assert snapshot["report_to_api"] is report_to_api
+    if report_to_api:
+        assert "ConnectionError" in snapshot["api_error"]
+    else:
+        assert snapshot["api_error"] is None

@@ -5,7 +5,8 @@ terminated (never two pods of one full name at a time, like kubelet's static-pod
 again; (2) list the pods bound to this node; a pod marked for deletion is stopped and then deleted
 for good (gracePeriodSeconds=0), as the kubelet confirms deletions; (3) report: Node registration,
 Lease heartbeat, Node status, mirror pods for static pods, pod status. The API being unreachable
-only skips (2) and (3): running pods keep running, as with a real kubelet.
+only skips (2) and (3): running pods keep running, as with a real kubelet. With `report_to_api` off
+in the config, (2) and (3) never run: static pods only (an apiserver without pods, nodes, leases).
 """
 
 from __future__ import annotations
@@ -67,7 +68,11 @@ class NodeAgent:
 
     def run(self) -> None:
         log.info(
-            "node agent for %s on %s, manifests %s", self.node, self.config.root, self.config.manifests_dir
+            "node agent for %s on %s, manifests %s, %s",
+            self.node,
+            self.config.root,
+            self.config.manifests_dir,
+            "reporting to the API" if self.config.report_to_api else "static pods only, no API reporting",
         )
         try:
             while not self.stop_event.is_set():
@@ -79,7 +84,7 @@ class NodeAgent:
     def tick(self) -> None:
         self.sync_static()
         now = time.monotonic()
-        if now - self.last_api_sync >= API_SYNC_INTERVAL:
+        if self.config.report_to_api and now - self.last_api_sync >= API_SYNC_INTERVAL:
             self.last_api_sync = now
             self.sync_api()
         self.reap()
@@ -392,6 +397,7 @@ class NodeAgent:
             "node": self.node,
             "time": rfc3339(),
             "ticks": self.ticks,
+            "report_to_api": self.config.report_to_api,
             "api_error": self.api_error,
             "manifest_errors": self.scan.errors,
             "static_pods": {p.path.name: p.uid for p in self.scan.pods},

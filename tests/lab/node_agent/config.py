@@ -39,6 +39,10 @@ class AgentConfig:
     backoff_max: float = 300.0
     sync_interval: float = 0.5
     lease_seconds: int = 40
+    # False: run static pods only, with no Node, Lease, mirror pods, bound pods or pod status. For an
+    # apiserver that serves no pods/nodes/leases (the lab's KMS v2 apiserver); probes, restarts on
+    # manifest change and crash back-off do not depend on the API.
+    report_to_api: bool = True
 
     @classmethod
     def load(cls, path: Path) -> AgentConfig:
