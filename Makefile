@@ -83,9 +83,10 @@ reliability: venv system-deps lab-binaries
 bench: venv system-deps lab-binaries
 	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(VPY) $$b; done
 
+# make demo KMS=v2: the same on KMS v2 masters (kube-apiserver 1.36, plugin as a static pod).
 .PHONY: demo
 demo: venv system-deps lab-binaries
-	$(VPY) -m tests.lab.demo up
+	$(VPY) -m tests.lab.demo up $(if $(KMS),--kms=$(KMS))
 
 .PHONY: demo-down
 demo-down: venv

@@ -4,6 +4,10 @@
 the Tencent KMS emulator), runs `ansible-playbook site.yml -i <lab inventory>`, then verifies the way
 the Go plugin's README did (create a Secret, read it back) plus the raw etcd prefix check, and leaves
 the lab running. A second `up` reuses a healthy lab. `python -m tests.lab.demo down` stops it.
+
+`up --kms v2` (`make demo KMS=v2`): the same on v2 masters, whose kube-apiserver is the lab's KMS v2
+apiserver (Kubernetes 1.36 library code) under kubeadm 1.30's manifest, so the roles choose KMS v2. That
+apiserver serves no pods or nodes: the plugin runs as a static pod (`tke_kms_plugin_mode: static_pod`).
 """
 
 from __future__ import annotations
@@ -39,20 +43,23 @@ def say(text: str) -> None:
 # -- the lab and the emulator
 
 
-def ensure_lab() -> MasterLab:
+def ensure_lab(kms_v2: bool) -> MasterLab:
     lab = MasterLab.attach(DEMO_DIR)
     if lab is not None:
         problems = lab.problems()
+        if lab.kms_v2 != kms_v2:
+            problems.append(f"it runs Kubernetes {lab.kubernetes_version}, the other KMS variant")
         if not problems:
             say(f"reusing the running lab in {DEMO_DIR}")
             return lab
         say(f"the recorded lab is not healthy ({'; '.join(problems)}): rebuilding it")
         stop_emulator()
         MasterLab.stop_recorded(DEMO_DIR)
-    say(f"starting etcd and {MASTER_COUNT} kubeadm-like chroot masters (first time: builds rootfs, ~minutes)")
+    kind = "v2 masters (KMS v2 kube-apiserver 1.36)" if kms_v2 else "kubeadm-like chroot masters"
+    say(f"starting etcd and {MASTER_COUNT} {kind} (first time: builds rootfs, ~minutes)")
     started = time.monotonic()
-    lab = MasterLab("demo", MASTER_COUNT).start()
-    say(f"lab up in {time.monotonic() - started:.0f} s")
+    lab = MasterLab("demo", MASTER_COUNT, kms_v2=kms_v2).start()
+    say(f"lab up in {time.monotonic() - started:.0f} s, Kubernetes {lab.kubernetes_version}")
     return lab
 
 
@@ -114,9 +121,11 @@ def stop_emulator() -> None:
 # -- the rollout, as a user runs it
 
 
-def inventory_vars(state: dict[str, Any]) -> dict[str, Any]:
-    """What a user puts in group_vars for these masters (see docs/lab-masters.md)."""
-    return rollout_vars(state["emulator"]["endpoint"], state["secret_id"], state["secret_key"])
+def inventory_vars(state: dict[str, Any], lab: MasterLab) -> dict[str, Any]:
+    """What a user puts in group_vars for these masters (see docs/lab-masters.md). v2 masters have no
+    DaemonSets: the plugin runs as a static pod there."""
+    mode = {"tke_kms_plugin_mode": "static_pod"} if lab.kms_v2 else {}
+    return rollout_vars(state["emulator"]["endpoint"], state["secret_id"], state["secret_key"], **mode)
 
 
 def run_playbook(lab: MasterLab) -> int:
@@ -170,6 +179,7 @@ def verify(lab: MasterLab) -> bool:
         print(f"  [{'ok' if passed else 'FAIL'}] {text}", flush=True)
 
     say("verification")
+    envelope = f"k8s:enc:kms:{'v2' if lab.kms_v2 else 'v1'}:".encode()
     manifest = kubectl(
         lab,
         "create",
@@ -187,13 +197,13 @@ def verify(lab: MasterLab) -> bool:
     stored = dict(etcd_range(lab, f"/registry/secrets/default/{SECRET_NAME}"))
     value = next(iter(stored.values()), b"")
     print(f"  etcd /registry/secrets/default/{SECRET_NAME}: {value[:48]!r}...")
-    check(value.startswith(b"k8s:enc:kms:"), "stored with a k8s:enc:kms: prefix (KMS envelope)")
+    check(value.startswith(envelope), f"stored with a {envelope.decode()} prefix (KMS envelope)")
     check(SECRET_VALUE.encode() not in value, "plaintext absent from etcd")
     read = kubectl(lab, "get", "secret", SECRET_NAME, "-o", "jsonpath={.data.mykey}")
     decoded = base64.b64decode(read.stdout or "").decode(errors="replace")
     check(decoded == SECRET_VALUE, f"kubectl get secret reads it back: {decoded!r}")
     everything = etcd_range(lab, "/registry/secrets/", prefix=True)
-    encrypted = sum(v.startswith(b"k8s:enc:kms:") for _, v in everything)
+    encrypted = sum(v.startswith(envelope) for _, v in everything)
     check(encrypted == len(everything), f"{encrypted}/{len(everything)} Secrets in etcd are KMS-encrypted")
     with lab.session() as session:
         for master in lab.masters:
@@ -206,11 +216,11 @@ def verify(lab: MasterLab) -> bool:
 # -- entry points
 
 
-def up() -> int:
+def up(kms: str) -> int:
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
-    lab = ensure_lab()
+    lab = ensure_lab(kms_v2=kms == "v2")
     state = ensure_emulator(lab)
-    lab.write_inventory(inventory_vars(state))
+    lab.write_inventory(inventory_vars(state, lab))
     say(f"inventory: {lab.inventory} (group masters, community.general.chroot)")
     if not (REPO / "site.yml").exists():
         raise LabError("site.yml is missing at the repository root: nothing to roll out")
@@ -218,7 +228,7 @@ def up() -> int:
     verified = verify(lab)
     print(
         f"\nThe lab is left running: {len(lab.masters)} masters under {DEMO_DIR}\n"
-        f"  KUBECONFIG={lab.admin_conf} kubectl get pods -A\n"
+        f"  KUBECONFIG={lab.admin_conf} kubectl get {'secrets' if lab.kms_v2 else 'pods'} -A\n"
         f"  chroot {lab.masters[0].root} /bin/bash\n"
         "Stop it with: make demo-down",
         flush=True,
@@ -239,8 +249,15 @@ def down() -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["up", "down"])
+    parser.add_argument(
+        "--kms",
+        choices=["v1", "v2"],
+        default="v1",
+        help="v1: kube-apiserver 1.20.2 masters (default); v2: KMS v2 kube-apiserver 1.36 masters, "
+        "plugin as a static pod",
+    )
     args = parser.parse_args(argv)
-    return up() if args.action == "up" else down()
+    return up(args.kms) if args.action == "up" else down()
 
 
 if __name__ == "__main__":

@@ -116,3 +116,45 @@ def test_v2_secret_through_master1_reads_back_through_master3_and_is_in_etcd(
     stored = lab.etcd.get(f"/registry/secrets/default/{name}")
     assert stored is not None and stored.startswith(b"k8s\x00"), stored  # protobuf, no encryption config yet
     assert value.encode() in stored
+
+
+def test_pod_volumes_are_private_to_the_pod_as_in_a_container_runtime(
+    pristine_v2_manifests: MasterLab,
+) -> None:
+    """The plugin pod's emptyDir on /tmp must not hide the master's /tmp (Ansible's module payloads)."""
+    lab = pristine_v2_manifests
+    master = lab.master("master1")
+    marker = master.path(f"/tmp/ansible-{uuid.uuid4().hex[:8]}")
+    marker.write_text("the master's own /tmp")
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "tmp-user", "namespace": "kube-system"},
+        "spec": {
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "debian",
+                    "command": ["sh", "-c", "echo pod > /tmp/from-pod && exec sleep 1000"],
+                    # An exec probe runs in the container's mount namespace: it sees the emptyDir.
+                    "readinessProbe": {"exec": {"command": ["cat", "/tmp/from-pod"]}, "periodSeconds": 1},
+                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                }
+            ],
+            "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory"}}],
+        },
+    }
+    (master.manifests / "tmp-user.yaml").write_text(yaml.safe_dump(pod))
+    running = wait_for(
+        lambda: (p := master.pod("tmp-user")) and p["containers"][0]["ready"] and p,
+        timeout=30,
+        what="a pod with an emptyDir on /tmp ready (its exec probe reads the emptyDir)",
+    )
+    assert marker.read_text() == "the master's own /tmp"
+    assert not master.path("/tmp/from-pod").exists()
+    assert master.run("cat", str(marker).removeprefix(str(master.root))).stdout == "the master's own /tmp"
+    (master.manifests / "tmp-user.yaml").unlink()
+    pid = running["containers"][0]["pid"]
+    wait_for(lambda: master.pod("tmp-user") is None, timeout=60, what="the tmp-user pod stopped")
+    assert not Path(f"/proc/{pid}").exists()
+    marker.unlink()

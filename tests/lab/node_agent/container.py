@@ -1,8 +1,11 @@
 """One container of a pod: a process in the master's chroot, restarted with crash-loop back-off.
 
-The process is `chroot <root> <command...>` with the container's environment; it is a lab
-ManagedProcess, so its PID is recorded for `python -m tests.lab.cleanup`. Stopping sends SIGTERM,
-waits the pod's grace period, then SIGKILLs, and reaps whatever is left of its process group.
+The process is `chroot <root> <command...>` with the container's environment. A container with
+bind mounts (emptyDir, Secret, ConfigMap, a hostPath elsewhere) first gets its own mount namespace
+(`unshare --mount`, slave propagation) where those binds are made, as a container runtime does, so
+they are seen by its processes only; exec probes enter that namespace. It is a lab ManagedProcess,
+so its PID is recorded for `python -m tests.lab.cleanup`. Stopping sends SIGTERM, waits the pod's grace
+period, then SIGKILLs, and reaps whatever is left of its process group.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -22,6 +26,8 @@ from tests.lab.node_agent.probes import ProbeState, run_probe
 from tests.lab.process import ManagedProcess
 
 CHROOT = "/usr/sbin/chroot"
+UNSHARE = "/usr/bin/unshare"
+NSENTER = "/usr/bin/nsenter"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -65,6 +71,7 @@ class Container:
         root: Path,
         probe_host: str,
         log_path: Path,
+        binds: Callable[[], list[tuple[Path, Path]]] = list,
         restart_policy: str,
         backoff: Backoff,
         grace: float,
@@ -76,6 +83,7 @@ class Container:
         self.launch = LaunchSpec()
         self.root = root
         self.probe_host = probe_host  # kubelet probes the pod IP when a probe names no host
+        self.binds = binds  # its volume binds, known once the pod's volumes are set up
         self.log_path = log_path
         self.restart_policy = restart_policy
         self.backoff = backoff
@@ -108,7 +116,8 @@ class Container:
         if self.launch.working_dir:
             argv = ["/bin/sh", "-c", 'cd "$0" && exec "$@"', self.launch.working_dir, *argv]
         env = {"PATH": DEFAULT_PATH, **self.launch.env}
-        self.process = ManagedProcess(self.label, [*self._chroot(), *argv], self.log_path, env=env)
+        argv = [*self._mount_namespace(), *self._chroot(), *argv]
+        self.process = ManagedProcess(self.label, argv, self.log_path, env=env)
         self.process.start()
         self.started_mono = time.monotonic()
         self.state = {"running": {"startedAt": now_rfc3339()}}
@@ -193,12 +202,24 @@ class Container:
         user = [f"--userspec={self.launch.user}"] if self.launch.user else []
         return [CHROOT, *user, str(self.root)]
 
+    def _mount_namespace(self) -> list[str]:
+        """argv prefix: a new mount namespace with the container's binds, then exec the rest (same PID)."""
+        binds = self.binds()
+        if not binds:
+            return []
+        mounts = " && ".join(f"mount --bind {shlex.quote(str(s))} {shlex.quote(str(t))}" for s, t in binds)
+        script = f'{mounts} && exec "$@"'
+        return [UNSHARE, "--mount", "--propagation", "slave", "/bin/sh", "-c", script, "container"]
+
     # -- probes
 
     def exec_in_root(self, command: list[str], timeout: float) -> int:
         env = {"PATH": DEFAULT_PATH, **self.launch.env}
+        enter = []
+        if self.binds() and self.process is not None and self.running():
+            enter = [NSENTER, f"--mount=/proc/{self.process.pid}/ns/mnt"]  # sees the container's volumes
         result = subprocess.run(
-            [*self._chroot(), *command], env=env, capture_output=True, timeout=timeout, check=False
+            [*enter, *self._chroot(), *command], env=env, capture_output=True, timeout=timeout, check=False
         )
         return result.returncode
 

@@ -62,6 +62,7 @@ class PodWorker(threading.Thread):
                 root=self.root,
                 probe_host=config.host_ip,
                 log_path=log_dir / container["name"] / "0.log",
+                binds=functools.partial(self.volumes.binds_for, container["name"]),
                 restart_policy=spec.get("restartPolicy", "Always"),
                 backoff=Backoff(config.backoff_initial, config.backoff_max),
                 grace=grace,

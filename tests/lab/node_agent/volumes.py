@@ -2,8 +2,10 @@
 
 When a volumeMount's mountPath is the hostPath itself (the usual case: the KMS socket dir, the
 apiserver's /etc/kubernetes/pki) nothing is mounted: the container runs in the same chroot. Other
-mountPaths, emptyDir, Secret and ConfigMap volumes are bind mounts inside the chroot, made under the
-lab run dir (so `python -m tests.lab.cleanup` finds them) and unmounted when the pod stops.
+mountPaths, emptyDir, Secret and ConfigMap volumes are bind mounts inside the chroot, made in the
+container's own mount namespace as a container runtime does (container.py): the plugin's emptyDir on
+/tmp must not hide the master's /tmp from Ansible. Their sources live under the pod dir in the chroot
+and are removed when the pod stops.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import subprocess
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -79,7 +80,7 @@ class PodVolumes:
         self.pod = pod
         self.root = root
         self.read = read
-        self.mounted: list[Path] = []
+        self.binds: dict[str, list[tuple[Path, Path]]] = {}  # container -> (source, target) host paths
         self.pod_dir = resolve_in_root(root, f"/var/lib/kubelet/pods/{pod['metadata']['uid']}")
 
     def _source(self, volume: dict[str, Any]) -> Path:
@@ -105,32 +106,34 @@ class PodVolumes:
         raise VolumeError(f"volume {name}: only hostPath, emptyDir, secret and configMap are supported")
 
     def setup(self) -> None:
+        """Prepare every volume and mount point; the binds themselves are made at container start."""
         volumes = {v["name"]: v for v in self.pod["spec"].get("volumes", [])}
-        mounts = [m for c in self.pod["spec"]["containers"] for m in c.get("volumeMounts", [])]
         sources: dict[str, Path] = {}
-        for mount in mounts:
-            if mount["name"] not in volumes:
-                raise VolumeError(f"volumeMount {mount['name']} has no volume")
-            if mount["name"] not in sources:
-                sources[mount["name"]] = self._source(volumes[mount["name"]])
-            source = sources[mount["name"]]
-            if mount.get("subPath"):
-                source = source / mount["subPath"]
-            target = resolve_in_root(self.root, mount["mountPath"])
-            if target == source or target in self.mounted:
-                continue
-            if source.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.touch(exist_ok=True)
-            subprocess.run(["mount", "--bind", str(source), str(target)], check=True, capture_output=True)
-            self.mounted.append(target)
+        for container in self.pod["spec"]["containers"]:
+            binds = self.binds.setdefault(container["name"], [])
+            for mount in container.get("volumeMounts", []):
+                if mount["name"] not in volumes:
+                    raise VolumeError(f"volumeMount {mount['name']} has no volume")
+                if mount["name"] not in sources:
+                    sources[mount["name"]] = self._source(volumes[mount["name"]])
+                source = sources[mount["name"]]
+                if mount.get("subPath"):
+                    source = source / mount["subPath"]
+                target = resolve_in_root(self.root, mount["mountPath"])
+                if target == source or target in [t for _, t in binds]:
+                    continue
+                if source.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                else:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.touch(exist_ok=True)
+                binds.append((source, target))
+
+    def binds_for(self, container: str) -> list[tuple[Path, Path]]:
+        """(source, target) bind mounts of `container`, made in its own mount namespace."""
+        return self.binds.get(container, [])
 
     def teardown(self) -> None:
-        for target in reversed(self.mounted):
-            result = subprocess.run(["umount", str(target)], capture_output=True, check=False)
-            if result.returncode != 0:
-                subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)
-        self.mounted.clear()
+        # The binds went with the containers' mount namespaces; only their sources are left.
+        self.binds.clear()
         shutil.rmtree(self.pod_dir, ignore_errors=True)
