@@ -19,6 +19,7 @@ import os
 import secrets
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,10 +69,13 @@ def playbook(cluster: Cluster, path: str, *extra: str) -> float:
 
 
 def run_variant(variant: str, args: argparse.Namespace) -> Result:
-    lab = MasterLab(f"bench-{variant}-{os.getpid()}", args.masters, kms_v2=True).start()
     secret_id, secret_key = "AKIDbenchRotateV2", secrets.token_urlsafe(24)
-    emulator = start_emulator_process({secret_id: secret_key}, host=lab.gateway)
-    try:
+    with ExitStack() as stack:
+        lab = MasterLab(f"bench-{variant}-{os.getpid()}", args.masters, kms_v2=True).start()
+        stack.callback(lab.stop)
+        # On the lab's gateway: the plugins inside the masters' network namespaces reach it there.
+        emulator = start_emulator_process({secret_id: secret_key}, host=lab.gateway)
+        stack.callback(emulator.stop)
         settings = rollout_vars(
             emulator.url,
             secret_id,
@@ -92,9 +96,6 @@ def run_variant(variant: str, args: argparse.Namespace) -> Result:
         rotate = playbook(cluster, "playbooks/rotate.yml", *ROTATION)
         after = apiserver_pids(cluster)
         return Result(variant, site, rotate, sum(before[m] != after[m] for m in before), *check(cluster))
-    finally:
-        emulator.stop()
-        lab.stop()
 
 
 def check(cluster: Cluster) -> tuple[str, str]:
