@@ -60,7 +60,9 @@ ALL_CASES = ("a", "b", "c", "d", "e", "v2", "f", "fnoop")
 class Backends:
     """One emulator for the whole run; plugins started per case and stopped by PID."""
 
-    def __init__(self) -> None:
+    def __init__(self, run_dir: Path = RUN_DIR) -> None:
+        self.run_dir = run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
         self.emulator = start_emulator_process({SECRET_ID: SECRET_KEY})
         self.admin = self.emulator.admin
         self.key_id = self.admin.create_key(REGION, alias="bench-apiserver")
@@ -84,7 +86,7 @@ class Backends:
             if running:
                 running.pop().stop()
             self._count += 1
-            log = RUN_DIR / f"plugin-{self._count}.log"
+            log = self.run_dir / f"plugin-{self._count}.log"
             running.append(
                 wait_serving(launch_plugin(args, plugin_env(SECRET_ID, SECRET_KEY), log, str(socket)))
             )
@@ -99,7 +101,9 @@ class Backends:
 
     @contextmanager
     def noop_plugin(self, latency_ms: float = 0) -> Iterator[tuple[Path, Any]]:
-        plugin = NoopPlugin(short_socket_path("bench-noop"), log_dir=RUN_DIR, latency_ms=latency_ms).start()
+        plugin = NoopPlugin(
+            short_socket_path("bench-noop"), log_dir=self.run_dir, latency_ms=latency_ms
+        ).start()
         try:
             yield plugin.socket, plugin.process
         finally:

@@ -240,8 +240,8 @@ class ApiserverManifest:
         """Make mount.path visible in the container at the same path unless a mount shows it already."""
         if self.host_path_of(mount.path) == posixpath.normpath(mount.path):
             return
-        volumes = self._sequence(self.spec, "volumes")
-        mounts = self._sequence(self.container, "volumeMounts")
+        volumes = self.sequence(self.spec, "volumes")
+        mounts = self.sequence(self.container, "volumeMounts")
         volume = next(
             (
                 v
@@ -289,7 +289,8 @@ class ApiserverManifest:
                 % (self.path, mount.path)
             )
 
-    def _sequence(self, parent: Ref, key: str) -> Ref:
+    def sequence(self, parent: Ref, key: str) -> Ref:
+        """The list parent[key], created empty when missing."""
         ref = self.editor.get(parent, key)
         if ref is None or ref.value is None:
             if ref is not None:

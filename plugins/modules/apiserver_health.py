@@ -10,18 +10,27 @@ short_description: Check that the kube-apiserver on this master runs, is ready, 
 version_added: 0.1.0
 description:
   - Asks the kube-apiserver of the master the task runs on for C(/readyz?verbose) (C(/healthz?verbose) before
-    Kubernetes 1.16) and, when O(started_after) is set, for its process start time (metric
-    C(process_start_time_seconds)), which tells whether it was restarted after a manifest change.
+    Kubernetes 1.16) and, once it is ready, for its process start time (metric C(process_start_time_seconds)),
+    which tells whether it was restarted after a manifest change (O(previous_started_at), O(started_after)).
   - KMS health checks (C(kms-provider-N), C(kms-providers)) must be listed and passing when O(require_kms) is
     on.
   - One probe per run. An apiserver that is down or not ready yet is a result (RV(healthy=false) and
     RV(message)), not a failure, so a task waits for it with C(until), C(retries) and C(delay), printing its
     progress on every retry.
 options:
+  previous_started_at:
+    description:
+      - The RV(started_at) this module returned before the change. RV(healthy) also needs the apiserver to run
+        as another process, started later.
+      - Preferred over O(started_after) - the start time the apiserver reports counts from the boot time in
+        whole seconds, so it can read up to a second earlier than the real start; compared with the value it
+        reported before, a restart within a second of the change is still recognised.
+    type: float
   started_after:
     description:
       - Seconds since the epoch, on the master's clock (M(tke.kms.apiserver_manifest) returns it as
-        C(written_at)). RV(healthy) also needs the apiserver process to have started after it.
+        C(written_at)). RV(healthy) also needs the apiserver process to have started after it (as the
+        apiserver reports its start, see O(previous_started_at)). Ignored when O(previous_started_at) is set.
     type: float
   kubernetes_version:
     description: The apiserver version, if the manifest's image tag does not tell it.
@@ -46,9 +55,13 @@ author:
 """
 
 EXAMPLES = r"""
+- name: Check the apiserver before the change
+  tke.kms.apiserver_health:
+  register: before
+
 - name: Wait for the apiserver on this master to come back with the new manifest
   tke.kms.apiserver_health:
-    started_after: "{{ manifest.written_at }}"
+    previous_started_at: "{{ before.started_at }}"
   register: apiserver
   until: apiserver.healthy
   retries: 60
@@ -57,7 +70,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 healthy:
-  description: Ready, KMS checks passing (if required), and restarted after O(started_after) (if set).
+  description: Ready, KMS checks passing (if required), and a new process (if O(previous_started_at) or
+    O(started_after) is set).
   returned: always
   type: bool
 ready:
@@ -74,12 +88,12 @@ kms_checks:
   returned: when the apiserver answered
   type: dict
 started_at:
-  description: Start time of the apiserver process (seconds since the epoch), when it was read.
-  returned: when O(started_after) is set and the apiserver is ready
+  description: Start time of the apiserver process (seconds since the epoch), as its /metrics reports it.
+  returned: when the apiserver is ready and its /metrics answers
   type: float
 restarted:
-  description: Whether RV(started_at) is after O(started_after).
-  returned: when O(started_after) is set and the apiserver is ready
+  description: Whether RV(started_at) is after O(previous_started_at), else after O(started_after).
+  returned: when O(previous_started_at) or O(started_after) is set and the apiserver is ready
   type: bool
 message:
   description: One line saying what was found.
@@ -88,96 +102,27 @@ message:
   sample: "https://10.0.0.11:6443: ready, kms-provider-0 ok, started 21s after the change"
 """
 
-import re
-import typing as t
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.tke.kms.plugins.module_utils import _encryption_config as ec
-from ansible_collections.tke.kms.plugins.module_utils._https import Endpoint, HttpsError
-from ansible_collections.tke.kms.plugins.module_utils._manifest import ApiserverManifest, ManifestError
+from ansible_collections.tke.kms.plugins.module_utils._https import HttpsError
+from ansible_collections.tke.kms.plugins.module_utils._manifest import ManifestError
 from ansible_collections.tke.kms.plugins.module_utils._master_api import (
     master_api_argument_spec,
     master_endpoint,
     read_manifest,
 )
+from ansible_collections.tke.kms.plugins.module_utils._readiness import probe, runs_kms
 from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import yaml
-
-CHECK_LINE = re.compile(r"^\[([+-])\]([^ ]+) ")
-START_TIME = re.compile(rb"^process_start_time_seconds\s+(\S+)", re.MULTILINE)
-
-
-def readiness(endpoint: Endpoint, path: str) -> t.Tuple[int, t.Dict[str, bool]]:
-    status, body = endpoint.request("GET", path + "?verbose")
-    checks = {}
-    for line in body.decode("utf-8", "replace").splitlines():
-        match = CHECK_LINE.match(line)
-        if match:
-            checks[match.group(2)] = match.group(1) == "+"
-    return status, checks
-
-
-def process_start_time(endpoint: Endpoint) -> float:
-    status, body = endpoint.request("GET", "/metrics")
-    if status != 200:
-        raise HttpsError("GET /metrics: HTTP %d (the credentials need get on the /metrics URL)" % status)
-    match = START_TIME.search(body)
-    if not match:
-        raise HttpsError("GET /metrics has no process_start_time_seconds")
-    return float(match.group(1))
-
-
-def probe(
-    endpoint: Endpoint, path: str, require_kms: bool, started_after: t.Optional[float]
-) -> t.Dict[str, t.Any]:
-    result: t.Dict[str, t.Any] = dict(healthy=False, ready=False)
-    where = endpoint.url
-    try:
-        status, checks = readiness(endpoint, path)
-    except HttpsError as exc:
-        result["message"] = "%s: not answering (%s)" % (where, exc)
-        return result
-    kms = {name: ok for name, ok in checks.items() if name.startswith("kms-provider")}
-    result.update(ready=status == 200, checks=checks, kms_checks=kms)
-    failing = sorted(name for name, ok in checks.items() if not ok)
-    if status != 200:
-        result["message"] = "%s: not ready (HTTP %d%s)" % (
-            where,
-            status,
-            ", failing: " + ", ".join(failing) if failing else "",
-        )
-        return result
-    if require_kms and not kms:
-        result["message"] = "%s: ready but has no KMS health check; is the encryption config loaded?" % where
-        return result
-    notes = ["ready"] + ["%s ok" % name for name in sorted(kms)]
-    if started_after is not None:
-        try:
-            started = process_start_time(endpoint)
-        except HttpsError as exc:
-            result["message"] = "%s: ready, but the start time is unknown: %s" % (where, exc)
-            return result
-        result.update(started_at=started, restarted=started > started_after)
-        if not result["restarted"]:
-            result["message"] = "%s: still the process from before the change (started %.0fs earlier)" % (
-                where,
-                started_after - started,
-            )
-            return result
-        notes.append("started %.0fs after the change" % (started - started_after))
-    result.update(healthy=True, message="%s: %s" % (where, ", ".join(notes)))
-    return result
-
-
-def runs_kms(manifest: ApiserverManifest) -> bool:
-    """Whether the encryption configuration the manifest names has a KMS provider."""
-    path = manifest.encryption_config_host_path()
-    return bool(path) and bool(ec.kms_providers(ec.read_config(t.cast(str, path))))
 
 
 def main() -> None:
     spec = master_api_argument_spec()
     spec.update(
-        started_after=dict(type="float"), require_kms=dict(type="bool"), kubernetes_version=dict(type="str")
+        previous_started_at=dict(type="float"),
+        started_after=dict(type="float"),
+        require_kms=dict(type="bool"),
+        kubernetes_version=dict(type="str"),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     if yaml is None:
@@ -194,7 +139,14 @@ def main() -> None:
         module.fail_json(msg=str(exc))
     path = "/readyz" if version >= (1, 16) else "/healthz"
     with endpoint:
-        result = probe(endpoint, path, require_kms, params["started_after"])
+        result = probe(
+            endpoint,
+            path,
+            require_kms,
+            started_after=params["started_after"],
+            previous_started_at=params["previous_started_at"],
+            report_start=True,
+        )
     # msg as well: when a retried task gives up, Ansible shows the last result's msg
     module.exit_json(changed=False, msg=result["message"], **result)
 

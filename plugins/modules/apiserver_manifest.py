@@ -36,6 +36,8 @@ description:
     C(identity) provider - without the flag the apiserver could not read what another provider still
     protects.
   - Kubernetes older than 1.10 has no KMS provider; O(state=present) refuses it.
+  - With O(automatic_reload) the apiserver reloads a changed configuration by itself, without a restart
+    (Kubernetes 1.26 and later) - see that option.
 options:
   path:
     description: The kube-apiserver static-pod manifest.
@@ -50,7 +52,7 @@ options:
         (only those, by name; a volume of that name that is not a C(hostPath) volume is left with its
         mounts), and the annotation C(tke.kms/encryption-config-sha256). A C(volumes), C(volumeMounts) or
         C(annotations) left empty goes too. Feature gates stay as they are. O(encryption_config_checksum),
-        O(restart_on_config_change), O(socket_dir) and O(feature_gates) are ignored.
+        O(restart_on_config_change), O(automatic_reload), O(socket_dir) and O(feature_gates) are ignored.
       - It refuses while the encryption configuration (O(encryption_config_path), else the file the
         manifest names) has an entry with a provider other than C(identity).
       - Only run O(state=absent) once the configuration has identity first on every master and every
@@ -79,9 +81,31 @@ options:
         check mode).
     type: str
   restart_on_config_change:
-    description: Record the configuration checksum in the pod annotation (see the description).
+    description:
+      - Record the configuration checksum in the pod annotation (see the description).
+      - Ignored with O(automatic_reload).
     type: bool
     default: true
+  automatic_reload:
+    description:
+      - Make the apiserver reload a changed configuration by itself instead of being restarted for it
+        (Kubernetes 1.26 and later; older versions are refused). Sets
+        C(--encryption-provider-config-automatic-reload=true), mounts the configuration's B(directory) (a
+        C(hostPath) volume of type C(DirectoryOrCreate), read-only) instead of the file, and removes the
+        checksum annotation, so that a new configuration no longer changes the manifest.
+      - A mount of the configuration file itself becomes the directory mount (it keeps its volume name;
+        otherwise the volume is O(config_volume_name)); when another mount already shows the directory,
+        the file mount just goes. A single-file mount would bind the old file for ever - the configuration
+        is replaced by renaming a new file over it.
+      - The directory is visible to the apiserver; keep the configuration in a directory of its own (for
+        example C(/etc/kubernetes/encryption/config.yaml)) rather than next to kubeconfigs.
+      - Turning the option on changes the manifest once (kubelet restarts the apiserver); after that, a
+        changed configuration leaves the manifest as it is. Wait for the apiserver to load it with
+        M(tke.kms.apiserver_reload_wait).
+      - V(false) adds nothing and takes nothing out - a manifest that reloads already keeps its flag and
+        mount, and gets the checksum annotation back.
+    type: bool
+    default: false
   socket_dir:
     description: Directory of the KMS plugin's unix socket, on the master (mounted at the same path).
     type: path
@@ -117,6 +141,7 @@ notes:
 seealso:
   - module: tke.kms.encryption_config
   - module: tke.kms.apiserver_health
+  - module: tke.kms.apiserver_reload_wait
 author:
   - tke.kms maintainers (@tke-kms)
 """
@@ -125,6 +150,11 @@ EXAMPLES = r"""
 - name: Point kube-apiserver at the encryption config and the plugin socket
   tke.kms.apiserver_manifest:
     encryption_config_checksum: "{{ encryption_config_result.checksum }}"
+  register: manifest
+
+- name: Let kube-apiserver reload the encryption config by itself from now on (Kubernetes 1.26+)
+  tke.kms.apiserver_manifest:
+    automatic_reload: true
   register: manifest
 
 - name: Turn encryption at rest off on this master (after the decrypt phase and the rewrite)
@@ -161,6 +191,10 @@ encryption_flag:
   returned: when O(state=present)
   type: str
   sample: --encryption-provider-config
+automatic_reload:
+  description: Whether the manifest now makes the apiserver reload a changed configuration by itself.
+  returned: when O(state=present)
+  type: bool
 removed:
   description: What O(state=absent) removed (or would remove, in check mode); empty lists when nothing.
   returned: when O(state=absent)
@@ -215,6 +249,7 @@ import typing as t
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.tke.kms.plugins.module_utils import _encryption_config as ec
 from ansible_collections.tke.kms.plugins.module_utils import _manifest as mf
+from ansible_collections.tke.kms.plugins.module_utils import _reload as rl
 from ansible_collections.tke.kms.plugins.module_utils._files import (
     atomic_write,
     backup,
@@ -234,6 +269,7 @@ def argument_spec() -> t.Dict[str, t.Any]:
         encryption_config_path=dict(type="path"),
         encryption_config_checksum=dict(type="str"),
         restart_on_config_change=dict(type="bool", default=True),
+        automatic_reload=dict(type="bool", default=False),
         socket_dir=dict(type="path", default="/var/run/tke-kms-plugin"),
         socket_volume_name=dict(type="str", default="tke-kms-plugin-socket"),
         config_volume_name=dict(type="str", default="encryption-provider-config"),
@@ -266,7 +302,12 @@ def edit(module: AnsibleModule, manifest: mf.ApiserverManifest) -> t.Tuple[str, 
     flag = mf.encryption_flag_for(version)
     other = mf.LEGACY_ENCRYPTION_FLAG if flag == mf.ENCRYPTION_FLAG else mf.ENCRYPTION_FLAG
     manifest.set_flag(flag, config_path, replaces=(other,))
-    manifest.ensure_host_path(mf.HostPathMount(params["config_volume_name"], config_path, "File", True))
+    if params["automatic_reload"]:
+        rl.refuse_old_version(version)
+        manifest.set_flag(mf.AUTOMATIC_RELOAD_FLAG, "true")
+        rl.mount_config_directory(manifest, params["config_volume_name"], config_path)
+    else:
+        manifest.ensure_host_path(mf.HostPathMount(params["config_volume_name"], config_path, "File", True))
     manifest.ensure_host_path(
         mf.HostPathMount(params["socket_volume_name"], params["socket_dir"], "DirectoryOrCreate", False)
     )
@@ -274,7 +315,9 @@ def edit(module: AnsibleModule, manifest: mf.ApiserverManifest) -> t.Tuple[str, 
     for name, enabled in params["feature_gates"].items():
         gates[name] = module.boolean(enabled)
     manifest.merge_feature_gates(gates)
-    if params["restart_on_config_change"]:
+    if params["automatic_reload"]:
+        manifest.remove_annotation(mf.CONFIG_CHECKSUM_ANNOTATION)  # a new config must not restart the pod
+    elif params["restart_on_config_change"]:
         manifest.set_annotation(mf.CONFIG_CHECKSUM_ANNOTATION, config_checksum(module, config_path))
     return str(version), flag
 
@@ -335,6 +378,7 @@ def main() -> None:
             version, details["removed"] = edit_absent(module, manifest)
         else:
             version, details["encryption_flag"] = edit(module, manifest)
+            details["automatic_reload"] = rl.reloads_config(manifest)
     except (mf.ManifestError, ec.ConfigError, OSError) as exc:
         module.fail_json(msg=str(exc))
     new_text, preserved = manifest.render()

@@ -68,3 +68,21 @@ def test_flags_kube_apiserver_would_refuse_stop_start_up(flag):
 
     assert result.returncode != 0
     assert flag.split("=")[0].lstrip("-") in result.stderr or "feature gate" in result.stderr
+
+
+def test_kubectl_and_server_side_apply_work_unchanged(control_plane_factory):
+    apiserver = control_plane_factory(kms_v2=True).apiserver
+    if not apiserver.kubectl_available():
+        pytest.skip("no kubectl on this machine")
+    manifest = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: applied, namespace: default}\ndata: {k: v1}\n"
+    )
+
+    apiserver.kubectl("create", "secret", "generic", "kms-secret", "--from-literal=mykey=mydata")
+    apiserver.kubectl("apply", "--server-side", "-f", "-", input=manifest)
+    apiserver.kubectl("apply", "--server-side", "-f", "-", input=manifest.replace("v1}", "v2}"))
+    listed = apiserver.kubectl("get", "secrets,configmaps", "-o", "name").stdout.split()
+    value = apiserver.kubectl("get", "configmap", "applied", "-o", "jsonpath={.data.k}").stdout
+
+    assert "secret/kms-secret" in listed and "configmap/applied" in listed
+    assert value == "v2"

@@ -17,10 +17,12 @@ import requests
 from tencentcloud.kms.v20190118 import models
 from tke_kms_plugin.emulator.testing import make_kms_client, start_emulator_process
 
+from tests.fixtures.lab import kube_v2_binary
 from tests.lab.masters import LAB_REGION, MasterLab, rollout_vars
 from tests.lab.playbooks import ansible_playbook
 
 from . import starting_config
+from .flavour import KUBE_1_20, Flavour
 from .starting_config import StartConfig
 
 PROVIDER = "tke-kms-plugin"
@@ -29,6 +31,7 @@ RELIABILITY_TABLE: list[Row] = []  # filled by test_reliability.py, printed at t
 
 @dataclass
 class Row:
+    flavour: str  # the masters' Kubernetes and KMS API
     start: str  # the starting encryption config
     step: str
     fault: str
@@ -37,8 +40,8 @@ class Row:
     storage: str
 
 
-COLUMNS = ("start", "step", "fault", "secrets", "configmaps", "storage")
-HEADINGS = ("start", "step", "fault", "secrets", "configmaps", "etcd storage")
+COLUMNS = ("flavour", "start", "step", "fault", "secrets", "configmaps", "storage")
+HEADINGS = ("masters", "start", "step", "fault", "secrets", "configmaps", "etcd storage")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -57,8 +60,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not RELIABILITY_TABLE:
         return
     # Scenarios run side by side: their rows come interleaved; group them, each in its own order.
-    starts = list(dict.fromkeys(row.start for row in RELIABILITY_TABLE))
-    ordered = sorted(RELIABILITY_TABLE, key=lambda row: starts.index(row.start))
+    lanes = list(dict.fromkeys((row.flavour, row.start) for row in RELIABILITY_TABLE))
+    ordered = sorted(RELIABILITY_TABLE, key=lambda row: lanes.index((row.flavour, row.start)))
     rows = [HEADINGS, *([getattr(row, column) for column in COLUMNS] for row in ordered)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS) - 1)]
     terminalreporter.section("reliability: starting config x step x fault x objects intact")
@@ -76,6 +79,7 @@ class Cluster:
     emulator: Any
     credentials: tuple[str, str]  # the emulator's SecretId and SecretKey
     configmaps: dict[str, str] = field(default_factory=dict)  # the seeded ConfigMaps: name -> value
+    flavour: Flavour = KUBE_1_20
 
     def playbook(self, path: str, *extra: str) -> subprocess.CompletedProcess[str]:
         return ansible_playbook(path, "-i", str(self.lab.inventory), *extra)
@@ -137,6 +141,26 @@ class Cluster:
                 }
         return found
 
+    def kms_checks(self) -> dict[str, str]:
+        """master -> what is wrong with the KMS checks of its /readyz ("" when every one is ok): 1.20 and a
+        1.36 apiserver without automatic reload have one kms-provider-<n> per KMS provider, with reload one
+        kms-providers for all of them."""
+        found = {}
+        with self.lab.session() as session:
+            for master in self.lab.masters:
+                try:
+                    text = session.get(f"{master.url}/readyz?verbose", timeout=30).text
+                except requests.RequestException as exc:
+                    found[master.name] = f"/readyz: {exc.__class__.__name__}: {exc}"
+                    continue
+                checks = [line for line in text.splitlines() if line[3:].startswith("kms-provider")]
+                failing = [line for line in checks if not line.startswith("[+]")]
+                if not checks or failing:
+                    found[master.name] = f"/readyz has {failing or 'no KMS check'}:\n{text[-1500:]}"
+                else:
+                    found[master.name] = ""
+        return found
+
     def read_seeded(self) -> dict[str, dict[str, str]]:
         """master -> {name: value} of the seeded Secrets, read through each master's own apiserver."""
         found = self.read_values("secrets")
@@ -163,14 +187,20 @@ def create_configmaps(lab: MasterLab, values: dict[str, str], namespace: str = "
 
 @contextmanager
 def running_cluster(
-    name: str, masters: int, seeded: int, *, configmaps: int = 0, start: StartConfig | None = None
+    name: str,
+    masters: int,
+    seeded: int,
+    *,
+    configmaps: int = 0,
+    start: StartConfig | None = None,
+    flavour: Flavour = KUBE_1_20,
 ) -> Iterator[Cluster]:
-    """Chroot masters, the KMS emulator and an inventory for them; `seeded` Secrets and `configmaps`
-    ConfigMaps of known values in namespace default, stored as the starting config `start` says (in the clear
-    without one). Everything stopped by PID afterwards."""
+    """Chroot masters of `flavour`, the KMS emulator and an inventory for them; `seeded` Secrets and
+    `configmaps` ConfigMaps of known values in namespace default, stored as the starting config `start` says
+    (in the clear without one). Everything stopped by PID afterwards."""
     if os.geteuid() != 0:
         pytest.skip("chroot masters need root")
-    lab = MasterLab(f"{name}-{os.getpid()}", masters).start()
+    lab = lab_of(flavour, f"{name}-{os.getpid()}", masters).start()
     secret_id, secret_key = "AKIDtkekmslifecycle", secrets.token_urlsafe(24)
     # On the lab's gateway: the plugins inside the masters' network namespaces reach it there.
     emulator = start_emulator_process({secret_id: secret_key}, host=lab.gateway)
@@ -182,6 +212,7 @@ def running_cluster(
                 secret_key,
                 tke_kms_key_alias="lifecycle-test",
                 tke_kms_apiserver_timeout=90,
+                **flavour.inventory,
             )
         )
         if start is not None:
@@ -190,10 +221,19 @@ def running_cluster(
         lab.create_secrets(values)
         maps = {f"seeded-{number}": secrets.token_hex(8) for number in range(configmaps)}
         create_configmaps(lab, maps)
-        yield Cluster(lab, values, emulator, (secret_id, secret_key), maps)
+        yield Cluster(lab, values, emulator, (secret_id, secret_key), maps, flavour)
     finally:
         emulator.stop()
         lab.stop()
+
+
+def lab_of(flavour: Flavour, name: str, masters: int) -> MasterLab:
+    """The (not yet started) masters of `flavour`; KMS v2 masters without their apiserver (no Debian sid to
+    build it from) skip loudly - and fail under CI=true (tests/conftest.py)."""
+    if flavour.kms_v2:
+        kube_v2_binary()
+        return MasterLab(name, masters, kms_v2=True)
+    return MasterLab(name, masters)
 
 
 @pytest.fixture(scope="module")

@@ -25,12 +25,12 @@ CLEAR = b"k8s\x00"  # an object stored without encryption (protobuf)
 RESOURCES = ("secrets", "configmaps")
 
 
-def kms_prefix(provider: str) -> bytes:
-    return f"k8s:enc:kms:v1:{provider}:".encode()
+def kms_prefix(provider: str, kms_api: str = "v1") -> bytes:
+    return f"k8s:enc:kms:{kms_api}:{provider}:".encode()
 
 
 def storage_label(prefix: bytes) -> str:
-    """How a prefix reads in the table: kms:v1:<name>, aescbc:v1:<key>, clear."""
+    """How a prefix reads in the table: kms:v1:<name>, kms:v2:<name>, aescbc:v1:<key>, clear."""
     return "clear" if prefix == CLEAR else prefix.decode().removeprefix("k8s:enc:").rstrip(":")
 
 
@@ -80,15 +80,17 @@ class StartConfig:
         """Entries the KMS lifecycle never touches (no secrets in them): they must outlive disable.yml."""
         return tuple(e for e in self.entries if "secrets" not in e.resources)
 
-    def expected(self, kms_provider: str | None, *, disabled: bool = False) -> dict[str, bytes]:
-        """resource -> expected prefix: the KMS provider's for the resources it writes (clear once disabled),
-        the starting provider's for the others."""
+    def expected(
+        self, kms_provider: str | None, *, disabled: bool = False, kms_api: str = "v1"
+    ) -> dict[str, bytes]:
+        """resource -> expected prefix: the KMS provider's (through KMS `kms_api`) for the resources it
+        writes (clear once disabled), the starting provider's for the others."""
         found = {}
         for resource in RESOURCES:
             if resource in self.kms_resources and disabled:
                 found[resource] = CLEAR
             elif resource in self.kms_resources and kms_provider:
-                found[resource] = kms_prefix(kms_provider)
+                found[resource] = kms_prefix(kms_provider, kms_api)
             else:
                 found[resource] = self.storage(resource)
         return found

@@ -55,6 +55,7 @@ AFTER_ROTATION = (
     f"-e tke_kms_provider_name={ROTATED} -e tke_kms_plugin_name={ROTATED} -e tke_kms_socket={ROTATED_SOCKET}"
 ).split()
 RESTART_MARKER = "Wait for kube-apiserver to restart with the new configuration on {}"
+RELOAD_MARKER = "Wait for kube-apiserver to load the encryption config, without a restart, on {}"
 WRITE_PHASE_MARKER = "PLAY [Write phase"
 FAULT_FILE = "/etc/kubernetes/lab-fault-apiserver-down"
 # Installed on a master by ApiserverDown: kube-apiserver refuses to start while the fault file exists.
@@ -100,6 +101,13 @@ class Lifecycle:
     def fault(self, fault: str) -> bool:
         return fault in self.scenario.faults
 
+    def expected(self, kms_provider: str | None, *, disabled: bool = False) -> dict[str, bytes]:
+        """resource -> the prefix etcd must store it with (the starting config's expected storage, with the
+        KMS API of these masters)."""
+        return self.scenario.start.expected(
+            kms_provider, disabled=disabled, kms_api=self.scenario.flavour.kms_api
+        )
+
 
 @dataclass
 class Outcome:
@@ -113,9 +121,15 @@ def run_lane(scenario: matrix.Scenario, outcomes: dict[str, Outcome], tmp: Path)
     """The whole lifecycle of one scenario on its own cluster, step after step; what each step ended with.
     Raises what went wrong starting or stopping the cluster (the fixture reports it)."""
     try:
-        name = f"rel-{scenario.start.id.split('_')[0]}"
+        kind = "rv2" if scenario.flavour.kms_v2 else "rel"
+        name = f"{kind}{'r' if scenario.flavour.reload else ''}-{scenario.start.id.split('_')[0]}"
         with running_cluster(
-            name, scenario.masters, SECRETS, configmaps=CONFIGMAPS, start=scenario.start
+            name,
+            scenario.masters,
+            SECRETS,
+            configmaps=CONFIGMAPS,
+            start=scenario.start,
+            flavour=scenario.flavour,
         ) as cluster:
             lifecycle = Lifecycle(cluster, scenario, encryption_config(cluster.lab.masters[0]))
             for step, function in STEPS.items():
@@ -293,6 +307,7 @@ def record(lifecycle: Lifecycle, step: str, fault: str, expected: dict[str, byte
     storage = ", ".join(f"{resource} {storage_label(prefix)}" for resource, prefix in expected.items())
     RELIABILITY_TABLE.append(
         Row(
+            lifecycle.scenario.flavour.label,
             lifecycle.scenario.start.label,
             step,
             fault,
@@ -302,6 +317,9 @@ def record(lifecycle: Lifecycle, step: str, fault: str, expected: dict[str, byte
         )
     )
     problems = [problem for found in counts.values() for problem in found.problems]
+    if any(prefix.startswith(b"k8s:enc:kms:") for prefix in expected.values()):
+        checks = lifecycle.cluster.kms_checks()
+        problems += [f"{master}: {wrong}" for master, wrong in checks.items() if wrong]
     assert not problems, f"{step} ({fault}):\n" + "\n".join(problems)
 
 
@@ -342,16 +360,19 @@ class Fault:
 
 
 class PluginKilled(Fault):
-    """SIGKILL of a plugin container on the victim while the read phase restarts the victim's apiserver."""
+    """SIGKILL of a plugin container on the victim while the read phase restarts (or, with automatic reload,
+    reloads) the victim's apiserver."""
 
-    def __init__(self, pod: str, what: str) -> None:
+    def __init__(self, pod: str, what: str, *, reload: bool = False) -> None:
         self.pod, self.what = pod, what
         self.restarts = -1
+        self.reload = reload  # the read phase reloads the victim's config rather than restarting it
 
     def fire(self, lifecycle: Lifecycle, run: subprocess.Popen, log: Path) -> None:
         victim = lifecycle.victim
-        marker = RESTART_MARKER.format(victim.name)
-        wait_in_log(run, log, marker, f"the read phase restarting {victim.name}")
+        marker = (RELOAD_MARKER if self.reload else RESTART_MARKER).format(victim.name)
+        doing = "reloading" if self.reload else "restarting"
+        wait_in_log(run, log, marker, f"the read phase {doing} {victim.name}")
         container = wait_for(
             lambda: (c := plugin_container(victim, self.pod)) and c.get("pid") and c,
             timeout=60,
@@ -365,30 +386,40 @@ class PluginKilled(Fault):
     def check(self, lifecycle: Lifecycle, text: str) -> str:
         container = plugin_container(lifecycle.victim, self.pod)
         assert container and container["restartCount"] > self.restarts, container  # the fault did happen
-        return f"{self.what} SIGKILLed on {lifecycle.victim.name} mid read phase"
+        doing = "reload" if self.reload else "restart"
+        return f"{self.what} SIGKILLed on {lifecycle.victim.name} mid read phase ({doing})"
 
 
 class KmsThrottled(Fault):
-    """The emulator (Tencent KMS) throttles Encrypt and Decrypt to 25/s and adds 20-60 ms to every call."""
+    """The emulator (Tencent KMS) throttles Encrypt and Decrypt to 25/s and adds 20-60 ms to every call.
+    KMS v1 calls Tencent KMS for every object written or read uncached: the throttle must bite. KMS v2 calls
+    it once per DEK seed (a few calls per apiserver and key), so there the calls must have met the latency."""
 
     def __init__(self) -> None:
-        self.before = self.throttled = 0
+        self.before: dict[str, int] = {}
+        self.counts: dict[str, int] = {}
 
     def arm(self, lifecycle: Lifecycle) -> None:
         admin = lifecycle.cluster.emulator.admin
-        self.before = admin.call_counts().get("Encrypt:RequestLimitExceeded", 0)
+        self.before = admin.call_counts()
         admin.set_latency("*", fixed_ms=20, random_ms=40)
         for action in ("Encrypt", "Decrypt"):
             admin.set_throttle(action, 25)
 
     def disarm(self, lifecycle: Lifecycle) -> None:
         admin = lifecycle.cluster.emulator.admin
-        self.throttled = admin.call_counts().get("Encrypt:RequestLimitExceeded", 0) - self.before
+        after = admin.call_counts()
+        self.counts = {key: after[key] - self.before.get(key, 0) for key in after}
         admin.reset_faults()
 
     def check(self, lifecycle: Lifecycle, text: str) -> str:
-        assert self.throttled > 0  # the fault did happen, and the plugins rode it out
-        return f"KMS throttled to 25/s, +20-60 ms ({self.throttled} throttled)"
+        throttled = sum(n for key, n in self.counts.items() if key.endswith(":RequestLimitExceeded"))
+        calls = self.counts.get("Encrypt", 0) + self.counts.get("Decrypt", 0)
+        if lifecycle.scenario.flavour.kms_v2:
+            assert calls > 0, self.counts  # the fault did meet the plugins' calls
+            return f"KMS throttled to 25/s, +20-60 ms ({calls} Encrypt/Decrypt calls, {throttled} throttled)"
+        assert throttled > 0, self.counts  # the fault did happen, and the plugins rode it out
+        return f"KMS throttled to 25/s, +20-60 ms ({throttled} throttled)"
 
 
 class ApiserverDown(Fault):
@@ -547,7 +578,7 @@ def refuse_same_key(lifecycle: Lifecycle, log: Path) -> list[str]:
         "rotate.yml",
         "rotate to the key in use",
         problems,
-        lifecycle.scenario.start.expected(PROVIDER),
+        lifecycle.expected(PROVIDER),
     )
 
 
@@ -578,7 +609,7 @@ def refuse_removing_provider_in_use(lifecycle: Lifecycle) -> list[str]:
         problems.append(f"changed {changed}")
         put_back(cluster, before)
     what = f"remove {PROVIDER} while it stores every object"
-    return refusal(lifecycle, "rotate.yml", what, problems, lifecycle.scenario.start.expected(PROVIDER))
+    return refusal(lifecycle, "rotate.yml", what, problems, lifecycle.expected(PROVIDER))
 
 
 def refuse_off_with_entries_left(lifecycle: Lifecycle) -> list[str]:
@@ -606,9 +637,7 @@ def refuse_off_with_entries_left(lifecycle: Lifecycle) -> list[str]:
         problems.append(f"changed {changed}")
         put_back(cluster, before)
     what = f"'off' with {left} still encrypted"
-    return refusal(
-        lifecycle, "disable.yml", what, problems, lifecycle.scenario.start.expected(None, disabled=True)
-    )
+    return refusal(lifecycle, "disable.yml", what, problems, lifecycle.expected(None, disabled=True))
 
 
 # -- the lifecycle: its steps in order on the scenario's cluster
@@ -616,7 +645,7 @@ def refuse_off_with_entries_left(lifecycle: Lifecycle) -> list[str]:
 
 def starting_config_step(suite: Lifecycle, tmp_path: Path) -> None:
     with suite.step("the starting config"):
-        record(suite, "start", "none (objects created)", suite.scenario.start.expected(None))
+        record(suite, "start", "none (objects created)", suite.expected(None))
 
 
 def site_step(suite: Lifecycle, tmp_path: Path) -> None:
@@ -636,7 +665,43 @@ def site_step(suite: Lifecycle, tmp_path: Path) -> None:
                 assert not lost, (
                     f"{master.name}: the starting {[label(p) for p in lost]} gone from {entry['resources']}"
                 )
-        record(suite, "site.yml", described, start.expected(PROVIDER))
+            assert_kms_api(suite, master, PROVIDER)
+        record(suite, "site.yml", described, suite.expected(PROVIDER))
+        if suite.scenario.audit:
+            audit_after_site(suite)
+
+
+def assert_kms_api(suite: Lifecycle, master: Master, provider: str) -> None:
+    """The provider speaks the KMS API of these masters, and KMS v1 is re-enabled only where it is used."""
+    kms = next(p["kms"] for p in entry_of(encryption_config(master), "secrets")["providers"] if "kms" in p)
+    assert kms.get("apiVersion", "v1") == suite.scenario.flavour.kms_api, (master.name, provider, kms)
+    if suite.scenario.flavour.kms_v2:
+        assert "KMSv1" not in manifest_text(master), f"{master.name}: KMS v1 switched on for a v2 provider"
+
+
+def audit_after_site(suite: Lifecycle) -> None:
+    """site.yml once more changes nothing; playbooks/verify.yml passes, changes nothing, rewrites nothing."""
+    unchanged_run(suite, "site.yml")
+    record(suite, "site.yml again", "none (changed=0)", suite.expected(PROVIDER))
+    before = suite.cluster.etcd_values("secrets", "default")
+    audit = suite.cluster.playbook("playbooks/verify.yml")
+    assert audit.returncode == 0, output(audit)
+    said = " ".join(audit.stdout.split())
+    stored = f"stored in etcd as kms:{suite.scenario.flavour.kms_api}:{PROVIDER}"
+    assert stored in said and " 0 not yet stored" in said, output(audit)
+    assert all(changed == 0 for changed, _u, _f in recap(audit).values()), output(audit)
+    assert suite.cluster.etcd_values("secrets", "default") == before  # the probe Secret is gone again
+    record(suite, "verify.yml", "none (passes, changed=0)", suite.expected(PROVIDER))
+
+
+def apiserver_processes(suite: Lifecycle) -> dict[str, tuple[str, int] | None]:
+    """master -> (pod uid, PID) of its kube-apiserver container."""
+    found: dict[str, tuple[str, int] | None] = {}
+    for master in suite.masters:
+        pod = master.pod("kube-apiserver")
+        containers = (pod or {}).get("containers") or [{}]
+        found[master.name] = (pod["uid"], containers[0].get("pid")) if pod else None
+    return found
 
 
 def rotate_step(suite: Lifecycle, tmp_path: Path) -> None:
@@ -647,20 +712,24 @@ def rotate_step(suite: Lifecycle, tmp_path: Path) -> None:
             problems += refuse_same_key(suite, tmp_path / "rotate-same-key.log")
         faults: list[Fault] = []
         if suite.fault(matrix.ROTATE_NEW_PLUGIN_KILLED):
-            faults.append(PluginKilled(ROTATED, "new plugin"))
+            faults.append(PluginKilled(ROTATED, "new plugin", reload=suite.scenario.flavour.reload))
         if suite.fault(matrix.ROTATE_APISERVER_DOWN):
             faults.append(ApiserverDown(WRITE_PHASE_MARKER, " in the write phase"))
             described = run_with_faults(
                 suite, ["playbooks/rotate.yml", *ROTATION], faults, tmp_path / "rotate-1.log"
             )
-            record(suite, "rotate.yml", described, start.expected(PROVIDER))
+            record(suite, "rotate.yml", described, suite.expected(PROVIDER))
             problems += refuse_removing_provider_in_use(suite)
             faults = []
         if suite.fault(matrix.ROTATE_KMS_THROTTLED):
             faults.append(KmsThrottled())
+        processes = apiserver_processes(suite)
         described = run_with_faults(
             suite, ["playbooks/rotate.yml", *ROTATION], faults, tmp_path / "rotate.log"
         )
+        if suite.scenario.flavour.reload:  # every apiserver took the new configs without a restart
+            assert apiserver_processes(suite) == processes, (processes, apiserver_processes(suite))
+            described += "; no apiserver restarted"
         if suite.fault(matrix.ROTATE_APISERVER_DOWN) and described == "none":
             described = "none (run again after the fault)"
         for master in suite.masters:
@@ -670,9 +739,10 @@ def rotate_step(suite: Lifecycle, tmp_path: Path) -> None:
                 assert f"kms:{PROVIDER}" not in providers(master, resource), (master.name, resource)
             assert not master.pods(PROVIDER), f"{master.name} still runs the old plugin"
             assert master.pods(ROTATED), f"{master.name} does not run the new plugin"
+            assert_kms_api(suite, master, ROTATED)
         states = cluster.key_states()
         assert (states[KEY_IN_USE], states[NEW_KEY]) == ("PendingDelete", "Enabled"), states
-        record(suite, "rotate.yml", described, start.expected(ROTATED))
+        record(suite, "rotate.yml", described, suite.expected(ROTATED))
         if suite.scenario.idempotence:
             unchanged_run(suite, "playbooks/rotate.yml", *ROTATION)
     assert not problems, "\n".join(problems)
@@ -688,16 +758,20 @@ def disable_step(suite: Lifecycle, tmp_path: Path) -> None:
             args = ["playbooks/disable.yml", *AFTER_ROTATION]
             described = run_with_faults(suite, args, faults, tmp_path / "disable-faulty.log")
             assert providers(suite.masters[0])[0] == "identity"  # master1 was done before the fault
-            record(suite, "disable.yml", described, start.expected(ROTATED))
+            record(suite, "disable.yml", described, suite.expected(ROTATED))
             described = "none (run again after the fault)"
+        processes = apiserver_processes(suite)
         run_with_faults(suite, ["playbooks/disable.yml", *AFTER_ROTATION], [], tmp_path / "disable.log")
+        if suite.scenario.flavour.reload and start.entries:  # the flag stays: every step was a reload
+            assert apiserver_processes(suite) == processes, (processes, apiserver_processes(suite))
+            described += "; no apiserver restarted"
         for master in suite.masters:
             assert not master.pods(ROTATED), f"{master.name} still runs the plugin"
             if not start.entries:
                 assert FLAG not in manifest_text(master), master.name
             if start.untouched_entries:  # its objects are still encrypted: the apiserver needs the config
                 assert FLAG in manifest_text(master), master.name
-        record(suite, "disable.yml", described, start.expected(None, disabled=True))
+        record(suite, "disable.yml", described, suite.expected(None, disabled=True))
         if suite.scenario.idempotence:
             unchanged_run(suite, "playbooks/disable.yml", *AFTER_ROTATION)
         config = encryption_config(suite.masters[0])

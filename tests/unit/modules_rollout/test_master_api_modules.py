@@ -206,3 +206,21 @@ def test_a_kms_config_requires_the_kms_check(lab, tmp_path) -> None:
     write_manifest(manifest, [*plane.apiserver.argv(), f"--encryption-provider-config={config}"])
     health = run_module(apiserver_health.main, access)
     assert health["healthy"] is False and "has no KMS health check" in health["message"]
+
+
+def test_a_restart_within_a_second_of_the_change_is_recognised(control_plane_factory, tmp_path) -> None:
+    # The KMS v2 lab apiserver starts in well under a second, as a quick kubelet restart can. Its reported
+    # start time counts from the boot time in whole seconds, so it may read earlier than the wall clock of
+    # the change (written_at) although the process is new: only the start time reported before tells.
+    plane = control_plane_factory(kms_v2=True)
+    manifest = write_manifest(tmp_path / "kube-apiserver.yaml", plane.apiserver.argv())
+    access = {"manifest_path": str(manifest), "kubeconfig": str(plane.apiserver.admin_conf)}
+    before = run_module(apiserver_health.main, access)
+
+    plane.restart_apiserver()
+    after = run_module(apiserver_health.main, dict(access, previous_started_at=before["started_at"]))
+    again = run_module(apiserver_health.main, dict(access, previous_started_at=after["started_at"]))
+
+    assert before["healthy"] is True and "restarted" not in before
+    assert after["healthy"] is True and after["restarted"] is True, after
+    assert again["healthy"] is False and "still the process from before the change" in again["message"]
