@@ -40,12 +40,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import bench_apiserver  # noqa: E402
-import yaml  # noqa: E402
 from apiserver_load import cpu_seconds, run_parallel  # noqa: E402
 from kubernetes import client, config  # noqa: E402
 
 from tests.lab import binaries, encryption  # noqa: E402
-from tests.lab.apiserver import ControlPlane, lab_env  # noqa: E402
+from tests.lab.apiserver import ControlPlane, lab_env, write_manifest  # noqa: E402
 from tests.lab.runtime import RUN_ROOT  # noqa: E402
 
 RUN_DIR = RUN_ROOT / "bench-reencrypt"
@@ -284,23 +283,6 @@ def object_writer(kubeconfig: Path, namespace: str, plural: str):
         return create
 
     return make
-
-
-def write_manifest(path: Path, argv: list[str]) -> Path:
-    """A kubeadm-like kube-apiserver manifest from the lab apiserver's command line: the module reads its
-    endpoint and CA from there, as on a master."""
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "kube-apiserver", "namespace": "kube-system"},
-        "spec": {
-            "containers": [
-                {"name": "kube-apiserver", "image": "k8s.gcr.io/kube-apiserver:v1.20.2", "command": argv}
-            ]
-        },
-    }
-    path.write_text(yaml.safe_dump(pod, sort_keys=False))
-    return path
 
 
 def print_table(runs: list[Run]) -> None:

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.e2e.conftest import PluginRunner
 from tests.lab.apiext import ETCD_PREFIX, RESOURCE, ApiextLab
+from tests.lab.apiserver import write_manifest
 from tests.lab.envelope import parse_v2
 from tests.unit.collection import run_module  # also puts the collection on sys.path
 
@@ -127,22 +127,6 @@ class Master:
 
     def read_all(self) -> dict[str, dict[str, str]]:
         return {item["metadata"]["name"]: item["data"] for item in self.api.list_widgets()}
-
-
-def write_manifest(path: Path, argv: list[str], version: str) -> None:
-    """The static-pod manifest reencrypt reads on a master (our options name endpoint and certificates)."""
-    container = {
-        "name": "kube-apiserver",
-        "image": f"registry.k8s.io/kube-apiserver:v{version}",
-        "command": argv,
-    }
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "kube-apiserver", "namespace": "kube-system"},
-        "spec": {"containers": [container]},
-    }
-    path.write_text(yaml.safe_dump(pod, sort_keys=False))
 
 
 @pytest.fixture

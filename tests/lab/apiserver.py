@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import yaml
 from kubernetes import client, config
 
 from tests.lab import binaries, encryption
@@ -33,6 +34,22 @@ def lab_env() -> dict[str, str]:
     return {
         k: v for k, v in os.environ.items() if k.lower() not in {"http_proxy", "https_proxy", "all_proxy"}
     }
+
+
+def write_manifest(path: Path, argv: list[str], version: str = binaries.KUBE_VERSION) -> Path:
+    """A kubeadm-like kube-apiserver static-pod manifest of a lab apiserver's command line: the on-master
+    modules read its endpoint, certificates and encryption config from there, and its version from the image
+    tag, as on a master (kubeadm's registry is registry.k8s.io from 1.25, k8s.gcr.io before)."""
+    registry = "registry.k8s.io" if tuple(int(p) for p in version.split(".")[:2]) >= (1, 25) else "k8s.gcr.io"
+    container = {"name": "kube-apiserver", "image": f"{registry}/kube-apiserver:v{version}", "command": argv}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "kube-apiserver", "namespace": "kube-system"},
+        "spec": {"containers": [container]},
+    }
+    path.write_text(yaml.safe_dump(pod, sort_keys=False))
+    return path
 
 
 class APIServerBase:

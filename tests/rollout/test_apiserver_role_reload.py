@@ -16,9 +16,9 @@ import yaml
 from kubernetes import client
 
 from tests.lab import encryption
+from tests.lab.apiserver import write_manifest
 from tests.lab.playbooks import ansible_playbook
 from tests.unit.collection import run_module  # also puts the collection on sys.path
-from tests.unit.modules_rollout.test_apiserver_reload_wait import write_manifest
 
 pytestmark = pytest.mark.e2e
 PROVIDER = "tke-kms-plugin"

@@ -19,30 +19,12 @@ from ansible_collections.tke.kms.plugins.modules import apiserver_reload_wait
 from kubernetes import client
 
 from tests.lab import encryption
+from tests.lab.apiserver import write_manifest
 from tests.unit.collection import run_module
 
 pytestmark = pytest.mark.e2e
 PROVIDER = "tke-kms-plugin"
 RELOAD = "--encryption-provider-config-automatic-reload=true"
-
-
-def write_manifest(path: Path, argv: list[str], version: str) -> Path:
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "kube-apiserver", "namespace": "kube-system"},
-        "spec": {
-            "containers": [
-                {
-                    "name": "kube-apiserver",
-                    "image": f"registry.k8s.io/kube-apiserver:v{version}",
-                    "command": argv,
-                }
-            ]
-        },
-    }
-    path.write_text(yaml.safe_dump(pod, sort_keys=False))
-    return path
 
 
 def replace_config(path: Path, document: dict | str) -> bytes:

@@ -8,10 +8,8 @@ written from the lab apiserver's own command line.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
-import yaml
 from ansible_collections.tke.kms.plugins.modules import (
     apiserver_health,
     encryption_verify,
@@ -21,25 +19,11 @@ from ansible_collections.tke.kms.plugins.modules import (
 from kubernetes import client
 
 from tests.lab import encryption
+from tests.lab.apiserver import write_manifest
 from tests.unit.collection import run_module
 
 pytestmark = pytest.mark.e2e
 PROVIDER = "tke-kms-plugin"
-
-
-def write_manifest(path: Path, argv: list[str]) -> Path:
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "kube-apiserver", "namespace": "kube-system"},
-        "spec": {
-            "containers": [
-                {"name": "kube-apiserver", "image": "k8s.gcr.io/kube-apiserver:v1.20.2", "command": argv}
-            ]
-        },
-    }
-    path.write_text(yaml.safe_dump(pod, sort_keys=False))
-    return path
 
 
 @pytest.fixture
@@ -213,8 +197,9 @@ def test_a_restart_within_a_second_of_the_change_is_recognised(control_plane_fac
     # start time counts from the boot time in whole seconds, so it may read earlier than the wall clock of
     # the change (written_at) although the process is new: only the start time reported before tells.
     plane = control_plane_factory(kms_v2=True)
-    manifest = write_manifest(tmp_path / "kube-apiserver.yaml", plane.apiserver.argv())
-    access = {"manifest_path": str(manifest), "kubeconfig": str(plane.apiserver.admin_conf)}
+    server = plane.apiserver
+    manifest = write_manifest(tmp_path / "kube-apiserver.yaml", server.argv(), server.version)
+    access = {"manifest_path": str(manifest), "kubeconfig": str(server.admin_conf)}
     before = run_module(apiserver_health.main, access)
 
     plane.restart_apiserver()

@@ -27,12 +27,10 @@ from ansible_collections.tke.kms.plugins.module_utils._https import Endpoint
 from ansible_collections.tke.kms.plugins.modules import reencrypt
 
 from tests.lab import encryption
-from tests.lab.apiserver import APIServerBase
+from tests.lab.apiserver import APIServerBase, write_manifest
 from tests.lab.etcd import Etcd
 from tests.lab.runtime import wait_for
 from tests.unit.collection import COLLECTIONS, run_module
-
-from .test_master_api_modules import write_manifest
 
 pytestmark = pytest.mark.e2e
 PROVIDER = "tke-kms-plugin"

@@ -9,29 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 from ansible_collections.tke.kms.plugins.modules import encryption_verify, secret_storage_info
 from kubernetes import client
 
 from tests.lab import encryption
+from tests.lab.apiserver import write_manifest
 from tests.unit.collection import run_module
 
 pytestmark = pytest.mark.e2e
 OLD, NEW = "tke-kms-plugin", "tke-kms-plugin-2"
 SEEDED = [f"default/seed-{number}" for number in range(4)]
-
-
-def write_manifest(path: Path, argv: list[str]) -> Path:
-    """A kube-apiserver static-pod manifest with the lab apiserver's command line (its etcd flags)."""
-    container = {"name": "kube-apiserver", "image": "k8s.gcr.io/kube-apiserver:v1.20.2", "command": argv}
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "kube-apiserver"},
-        "spec": {"containers": [container]},
-    }
-    path.write_text(yaml.safe_dump(pod, sort_keys=False))
-    return path
 
 
 def storage(access: dict, **args: object) -> dict:
