@@ -758,7 +758,11 @@ def disable_step(suite: Lifecycle, tmp_path: Path) -> None:
             args = ["playbooks/disable.yml", *AFTER_ROTATION]
             described = run_with_faults(suite, args, faults, tmp_path / "disable-faulty.log")
             assert providers(suite.masters[0])[0] == "identity"  # master1 was done before the fault
-            record(suite, "disable.yml", described, suite.expected(ROTATED))
+            # With automatic reload the decrypt phase restarts nothing: the fault hits master2's last roll,
+            # which takes the flag out after every object was rewritten in the clear.
+            reload = suite.scenario.flavour.reload
+            at_fault = suite.expected(None, disabled=True) if reload else suite.expected(ROTATED)
+            record(suite, "disable.yml", described, at_fault)
             described = "none (run again after the fault)"
         processes = apiserver_processes(suite)
         run_with_faults(suite, ["playbooks/disable.yml", *AFTER_ROTATION], [], tmp_path / "disable.log")
