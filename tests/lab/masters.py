@@ -21,6 +21,7 @@ so `python -m tests.lab.cleanup` can reap a lab whose owner died (and its networ
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import json
 import os
@@ -121,6 +122,31 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
+def build_plugin_wheel(wheels: Path) -> Path:
+    """Our plugin as a wheel in `wheels`. One build at a time on this machine: pip builds in the source
+    tree's plugin_server/build, and two labs starting together (the reliability lanes) would collide there."""
+    shutil.rmtree(wheels, ignore_errors=True)
+    RUN_ROOT.mkdir(parents=True, exist_ok=True)
+    with (RUN_ROOT / ".plugin-wheel.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "-q",
+                "--no-deps",
+                "-w",
+                str(wheels),
+                str(REPO / "plugin_server"),
+            ],
+            "building the plugin wheel",
+            timeout=600,
+        )
+    return next(wheels.glob("*.whl"))
+
+
 def build_layer(directory: Path, base: Path, programs: dict[str, Path]) -> Path:
     """The per-lab layer: the control-plane `programs` (name in /usr/local/bin -> binary), our plugin
     in the venv, and /tke-kms-plugin."""
@@ -130,24 +156,7 @@ def build_layer(directory: Path, base: Path, programs: dict[str, Path]) -> Path:
     shutil.rmtree(layer, ignore_errors=True)
     for name, binary in programs.items():
         _link_or_copy(binary, layer / "usr/local/bin" / name)
-    wheels = directory / "wheels"
-    shutil.rmtree(wheels, ignore_errors=True)
-    _run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "-q",
-            "--no-deps",
-            "-w",
-            str(wheels),
-            str(REPO / "plugin_server"),
-        ],
-        "building the plugin wheel",
-        timeout=600,
-    )
-    wheel = next(wheels.glob("*.whl"))
+    wheel = build_plugin_wheel(directory / "wheels")
     staging = directory / "layer-build"
     mount_overlay([base], layer, staging / "work", staging / "root")
     try:
