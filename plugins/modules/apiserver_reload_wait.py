@@ -328,9 +328,8 @@ def main() -> None:
     params = module.params
     try:
         manifest = read_manifest(params["manifest_path"])
-        config_path = params["config_path"] or check_reloadable(manifest, params["kubernetes_version"])
-        if params["config_path"]:
-            check_reloadable(manifest, params["kubernetes_version"])
+        manifest_config = check_reloadable(manifest, params["kubernetes_version"])
+        config_path = params["config_path"] or manifest_config
         read_config_file(config_path)  # a config that cannot be read fails before any waiting
         endpoint = master_endpoint(params, manifest)
     except (mf.ManifestError, HttpsError, ec.ConfigError, OSError) as exc:
