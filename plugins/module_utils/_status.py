@@ -13,6 +13,8 @@ import typing as t
 
 HASH_SHOWN = 19  # "sha256:" and 12 hex digits: enough to tell configs apart in a table
 CLOCK_SLACK = 1.0  # the apiserver reports its start time in whole seconds, up to one early
+# Key health that is no difference: unknown (no metrics), ok, or the plugin's first probe still running.
+KEY_STATES_FINE = (None, "ok", "starting")
 
 # How the hash of the config in force was found (RV running_config.source of encryption_status).
 FROM_METRICS = "metrics"  # the apiserver reports it (automatic reload, Kubernetes 1.28 and later)
@@ -189,7 +191,7 @@ def master_problems(host: str, status: t.Dict[str, t.Any]) -> t.List[str]:
     for plugin in status.get("plugins") or []:
         if not plugin["healthy"]:
             problems.append("%s: plugin: %s" % (host, plugin["message"]))
-        elif plugin.get("key_state") not in (None, "ok"):
+        elif plugin.get("key_state") not in KEY_STATES_FINE:
             problems.append("%s: key: the plugin reports its KMS key health %s" % (host, plugin["key_state"]))
     return problems
 

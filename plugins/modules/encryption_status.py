@@ -98,9 +98,9 @@ running_config:
       type: str
     source:
       description:
-        - V(metrics) (reported by the apiserver), C(inferred: started after the file changed),
+        - "V(metrics) (reported by the apiserver), C(inferred: started after the file changed),
           C(inferred: reloaded after the file changed), C(unknown: the file changed after the apiserver
-          started), C(unknown: the apiserver does not answer) or C(no encryption config).
+          started), C(unknown: the apiserver does not answer) or C(no encryption config)."
       type: str
 automatic_reload:
   description: Whether the apiserver runs with C(--encryption-provider-config-automatic-reload).
@@ -237,7 +237,7 @@ def ask_apiserver(
                 return found, b""
             found["started_at"] = rd.process_start_time(body)
             return found, body
-    except HttpsError as exc:
+    except (HttpsError, mf.ManifestError) as exc:
         return dict(answering=False, ready=False, kms_checks={}, message=str(exc)), b""
 
 

@@ -19,7 +19,7 @@ description:
     KMS checks, its plugins are healthy and report their KMS key healthy.
   - Every object of each counted resource is stored with the first (write) provider.
   - A master of O(masters) without a status (its task failed) is a difference too.
-  - Read-only; runs anywhere (usually on the controller, C(delegate_to: localhost)). The table holds no
+  - Read-only; runs anywhere (usually on the controller, C(delegate_to=localhost)). The table holds no
     secrets - hashes, provider names, key ids and counts.
 options:
   statuses:
