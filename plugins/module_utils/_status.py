@@ -185,7 +185,7 @@ def master_problems(host: str, status: t.Dict[str, t.Any]) -> t.List[str]:
         )
     apiserver = status.get("apiserver") or {}
     if not apiserver.get("answering"):
-        problems.append("%s: apiserver: not answering (%s)" % (host, apiserver.get("message", "")))
+        problems.append("%s: apiserver: not answering (%s)" % (host, apiserver.get("message") or "no answer"))
     elif not apiserver.get("ready") or not all((apiserver.get("kms_checks") or {}).values()):
         problems.append("%s: apiserver: %s" % (host, apiserver_cell(status)))
     for plugin in status.get("plugins") or []:
