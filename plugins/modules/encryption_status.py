@@ -232,10 +232,10 @@ def ask_apiserver(
             found = dict(answering=True, ready=status == 200, kms_checks=rd.kms_checks(checks))
             try:
                 body = rd.metrics(endpoint)
-            except HttpsError as exc:
+                found["started_at"] = rd.process_start_time(body)
+            except HttpsError as exc:  # answering, but the start (and any reported config) unknown
                 found["message"] = str(exc)
                 return found, b""
-            found["started_at"] = rd.process_start_time(body)
             return found, body
     except (HttpsError, mf.ManifestError) as exc:
         return dict(answering=False, ready=False, kms_checks={}, message=str(exc)), b""
