@@ -55,15 +55,24 @@ options:
     description: Container image of the plugin. Required with O(state=present).
     type: str
   image_pull_policy:
-    description: When the kubelet pulls the image.
+    description:
+      - When the kubelet pulls the image (C(imagePullPolicy) of the container), in both modes.
+      - V(IfNotPresent) or V(Never) with an image pulled onto the masters beforehand lets the plugin start
+        after a reboot without reaching the registry; V(Always) makes every restart of the plugin depend on the
+        registry.
     type: str
     choices: [Always, IfNotPresent, Never]
     default: IfNotPresent
   image_pull_secrets:
     description:
-      - Names of Secrets in O(namespace) to pull the image with (not used by static pods, which cannot
-        reference
-        Secrets).
+      - Names of Secrets in O(namespace) the kubelet pulls the image with (C(imagePullSecrets) of the pod),
+        for a private registry such as Tencent Container Registry. O(deploy_as=daemonset) only.
+      - Refused with O(deploy_as=static_pod) - the kubelet cannot read Secrets from the API for a static pod
+        (and its mirror pod may not reference them).
+      - A pull Secret is itself a Secret - once Secrets are encrypted with this plugin, the kubelet cannot
+        read it while no plugin answers (a cold start after the control plane restarted), so a plugin pod
+        that still has to pull its image cannot start. Give the masters' container runtime the registry
+        credentials (or pull the image onto the masters beforehand) so the plugin never depends on it.
     type: list
     elements: str
   plugin_binary:
@@ -310,6 +319,11 @@ else:
     PARSE_ERRORS = (ValueError, yaml.YAMLError)
 
 MANIFEST_HEADER = "# Managed by tke.kms.kms_plugin: changes made here are overwritten.\n"
+STATIC_POD_PULL_SECRETS = (
+    "image_pull_secrets cannot be used with deploy_as=static_pod: the kubelet cannot read Secrets from the "
+    "API for a static pod; give the masters' container runtime the registry credentials, or pull the image "
+    "onto the masters beforehand"
+)
 ENV_WARNING = (
     "credentials_source=env puts the SecretKey into the pod spec, readable by anyone allowed to read "
     "DaemonSets or pods in %s; prefer credentials_source=file or cvm_role"
@@ -365,6 +379,8 @@ def parameter_problems(params: t.Dict[str, t.Any]) -> t.List[str]:
             problems.append("%s must be an absolute path of a file in a directory other than /" % option)
     if params["wait_timeout"] <= 0:
         problems.append("wait_timeout must be positive")
+    if params["deploy_as"] == "static_pod" and params["image_pull_secrets"]:
+        problems.append(STATIC_POD_PULL_SECRETS)
     return problems
 
 

@@ -1,7 +1,8 @@
 """The roles used on their own (docs/roles.md): on a one-master chroot lab where the plugin already runs (a
 static pod started by the kms_plugin role), a playbook with only tke.kms.encryption_config and
 tke.kms.apiserver turns encryption on - new Secrets are stored with the KMS provider, the existing ones still
-read back - and tke.kms.reencrypt alone then rewrites the existing ones.
+read back - and tke.kms.reencrypt alone then rewrites the existing ones. The plugin gets the masters' own KMS
+endpoint (tke_kms_plugin_kms_endpoint) and pull policy.
 """
 
 from __future__ import annotations
@@ -41,7 +42,15 @@ def lab() -> Iterator[MasterLab]:
     emulator = start_emulator_process({secret_id: secret_key}, host=masters.gateway)
     try:
         masters.write_inventory(
-            rollout_vars(emulator.url, secret_id, secret_key, tke_kms_key_alias="roles-alone")
+            rollout_vars(
+                emulator.url,
+                secret_id,
+                secret_key,
+                tke_kms_key_alias="roles-alone",
+                # The masters' own endpoint (the controller's kms_key role keeps tke_kms_api_endpoint).
+                tke_kms_plugin_kms_endpoint=f"{emulator.url}/",
+                tke_kms_plugin_image_pull_policy="Never",
+            )
         )
         masters.create_secrets(SEEDED)
         plugin = [
@@ -50,6 +59,10 @@ def lab() -> Iterator[MasterLab]:
         ]
         started = run_plays(masters, plugin)
         assert started.returncode == 0, output(started)
+        pod = yaml.safe_load((masters.masters[0].manifests / "tke-kms-plugin.yaml").read_text())
+        container = pod["spec"]["containers"][0]
+        assert f"--kms-endpoint={emulator.url}/" in container["args"]
+        assert container["imagePullPolicy"] == "Never"
         yield masters
     finally:
         emulator.stop()
