@@ -58,8 +58,8 @@ options:
     description:
       - When the kubelet pulls the image (C(imagePullPolicy) of the container), in both modes.
       - V(IfNotPresent) or V(Never) with an image pulled onto the masters beforehand lets the plugin start
-        after a reboot without reaching the registry; V(Always) makes every restart of the plugin depend on the
-        registry.
+        after a reboot without reaching the registry; V(Always) makes every restart of the plugin depend on
+        the registry.
     type: str
     choices: [Always, IfNotPresent, Never]
     default: IfNotPresent
@@ -133,7 +133,10 @@ options:
   kms_endpoint:
     description:
       - KMS endpoint the plugin calls (C(--kms-endpoint)), for example a VPC endpoint
-        C(kms.internal.tencentcloudapi.com), or V(http://HOST:PORT) for an emulator.
+        C(kms.internal.tencentcloudapi.com), or V(http://HOST:PORT) for an emulator. Not set - the public
+        C(kms.tencentcloudapi.com).
+      - It is the masters' endpoint, independent of the one the controller uses for the key (the C(endpoint)
+        option of module C(tke.kms.kms_key), E(TENCENTCLOUD_KMS_ENDPOINT)), which is not read here.
     type: str
   metrics_address:
     description:
@@ -228,6 +231,14 @@ EXAMPLES = r"""
     credentials_source: cvm_role
     cvm_role: tke-kms-plugin
     kms_endpoint: kms.internal.tencentcloudapi.com
+
+- name: Pull the image from a private registry (TCR) with a pull Secret in kube-system
+  tke.kms.kms_plugin:
+    image: example.tencentcloudcr.com/infra/tke-kms-plugin:0.1.0
+    image_pull_secrets: [tcr-pull]
+    image_pull_policy: IfNotPresent  # a restarted plugin finds the image on the node, no Secret needed
+    region: ap-guangzhou
+    key_id: "{{ kms.key.KeyId }}"
 
 - name: Run the plugin as a static pod on this master
   tke.kms.kms_plugin:

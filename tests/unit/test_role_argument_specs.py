@@ -17,8 +17,10 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 ROLES = sorted(path.parent.parent.name for path in REPO.glob("roles/*/meta/argument_specs.yml"))
-# `{{ tke_kms_X | default(LITERAL) }}`: the collection-wide variable, else a literal.
-FALLBACK = re.compile(r"^\{\{\s*(tke_kms_\w+)\s*\|\s*default\((?P<literal>[^|]*)\)\s*\}\}$")
+# `{{ tke_kms_X | default(LITERAL) }}` or `{{ tke_kms_X | default(tke_kms_Y | default(LITERAL)) }}`: the
+# collection-wide variables in turn, else a literal.
+FALLBACK = re.compile(r"^\{\{\s*(?P<chain>tke_kms_\w+\s*\|\s*default\(.*)\)\s*\}\}$")
+LINK = re.compile(r"^(tke_kms_\w+)\s*\|\s*default\((.*)\)$")
 # Set in defaults/main.yml for the role's own tasks, not options a user sets.
 INTERNAL: dict[str, set[str]] = {}
 
@@ -49,14 +51,21 @@ def test_defaults_and_argument_spec_name_the_same_options(role: str) -> None:
     assert sorted(in_spec - in_defaults) == [], "documented, without a default in defaults/main.yml"
 
 
-def expected_default(value: Any) -> tuple[bool, Any, str | None]:
-    """(is there a literal to document, that literal, the collection-wide variable it falls back to)."""
+def expected_default(value: Any) -> tuple[bool, Any, list[str]]:
+    """(is there a literal to document, that literal, the collection-wide variables it falls back to)."""
     if not (isinstance(value, str) and "{{" in value):
-        return True, value, None
+        return True, value, []
     fallback = FALLBACK.match(value.strip())
     if fallback is None:
-        return False, None, None
-    return True, yaml.safe_load(fallback["literal"]), fallback[1]
+        return False, None, []
+    variables, rest = [], fallback["chain"] + ")"
+    while link := LINK.match(rest.strip()):
+        variables.append(link[1])
+        rest = link[2]
+    variable = re.fullmatch(r"[A-Za-z_]\w*", rest.strip()) and rest.strip().lower() not in ("true", "false")
+    if "|" in rest or "{{" in rest or variable:
+        return False, None, []  # a filter or another variable: computed
+    return True, yaml.safe_load(rest), variables
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -66,12 +75,13 @@ def test_every_default_is_documented_as_it_behaves(role: str) -> None:
     for name, value in defaults(role).items():
         if name not in spec:
             continue
-        literal, wanted, variable = expected_default(value)
+        literal, wanted, variables = expected_default(value)
         option = spec[name]
         if literal and option.get("default") != wanted:
             wrong.append(f"{name}: argument spec default {option.get('default')!r}, the role uses {wanted!r}")
-        if variable and variable not in description(option):
-            wrong.append(f"{name}: the description does not say it falls back to {variable}")
+        for variable in variables:
+            if variable not in description(option):
+                wrong.append(f"{name}: the description does not say it falls back to {variable}")
         if not literal and not says_default(option):
             wrong.append(f"{name}: computed default ({value}) not described in words")
         if not literal and "default" in option:
