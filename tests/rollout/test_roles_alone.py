@@ -135,3 +135,17 @@ def test_reencrypt_alone_rewrites_what_was_stored_before(lab: MasterLab) -> None
         stored = etcd_value(lab, name)
         assert stored.startswith(PREFIX) and value.encode() not in stored
         assert read_secret(lab, name) == value
+
+
+def test_kms_plugin_refuses_pull_secrets_for_a_static_pod(lab: MasterLab) -> None:
+    manifest = lab.masters[0].manifests / "tke-kms-plugin.yaml"
+    before = manifest.read_bytes()
+    static = {
+        "kms_plugin_mode": "static_pod",
+        "kms_plugin_image_pull_secrets": ["tcr-pull"],
+        "kms_plugin_key_id": "refused-before-use",  # no kms_key play in this run
+    }
+    run = run_plays(lab, [play("masters", {"role": "tke.kms.kms_plugin", "vars": static})])
+    assert run.returncode != 0
+    assert "cannot be used with kms_plugin_mode static_pod" in run.stdout, output(run)
+    assert manifest.read_bytes() == before
