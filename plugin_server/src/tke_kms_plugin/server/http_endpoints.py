@@ -105,7 +105,7 @@ class ProbeServer:
         self._open.add(writer)
         self._waiting[writer] = None
         try:
-            await asyncio.wait_for(self._answer(reader, writer), CONNECTION_TIMEOUT)
+            await asyncio.wait_for(self._exchange_and_close(reader, writer), CONNECTION_TIMEOUT)
         # asyncio.TimeoutError is not yet the builtin TimeoutError on Python 3.10.
         except (asyncio.TimeoutError, ConnectionError, ValueError, asyncio.IncompleteReadError):
             pass  # a client that stalls, sends an overlong line or goes away gets nothing more
@@ -115,7 +115,7 @@ class ProbeServer:
             self._handlers.discard(handler)
             writer.transport.abort()  # no-op once closed cleanly
 
-    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _exchange_and_close(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await self._exchange(reader, writer)
         writer.close()
         await writer.wait_closed()  # flushed within the same time limit
