@@ -19,7 +19,7 @@ unexport HTTP_PROXY HTTPS_PROXY http_proxy https_proxy
 help:
 	@echo "make demo         the whole rollout on the local lab (README command #1)"
 	@echo "make test         everything CI runs (README command #2)"
-	@echo "make lint         ruff, vermin, yamllint, ansible-lint, ansible-test sanity"
+	@echo "make lint         ruff, vermin, changelog fragments, yamllint, ansible-lint, ansible-test sanity"
 	@echo "make molecule     the molecule scenarios (default, lab)"
 	@echo "make e2e          end-to-end tests against a real kube-apiserver"
 	@echo "make bench        all benchmarks, printing their figures"
@@ -54,6 +54,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/vermin --target=3.10- --violations --no-tips --eval-annotations plugin_server/src
+	$(VENV)/bin/antsibull-changelog lint
 	$(VENV)/bin/yamllint -s .
 	$(VENV)/bin/ansible-lint
 	bash tests/sanity/run.sh
