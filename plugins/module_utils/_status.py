@@ -140,8 +140,8 @@ def rows(statuses: t.Dict[str, t.Dict[str, t.Any]]) -> t.List[t.Tuple[str, t.Dic
 def render(table: t.List[t.Tuple[str, t.Dict[str, str]]], flagged: t.Set[str]) -> t.List[str]:
     """A fixed-width table, a column per master; rows whose masters disagree are marked with '*'."""
     hosts = list(table[0][1]) if table else []
-    label_width = max([len(label) for label, _ in table] + [0]) + 2
-    widths = {h: max([len(h)] + [len(cells[h]) for _, cells in table]) for h in hosts}
+    label_width = max([len(label) for label, _cells in table] + [0]) + 2
+    widths = {h: max([len(h)] + [len(cells[h]) for _label, cells in table]) for h in hosts}
     lines = ["  " + "".ljust(label_width) + "  ".join(h.ljust(widths[h]) for h in hosts).rstrip()]
     for label, cells in table:
         mark = "* " if label in flagged else "  "
