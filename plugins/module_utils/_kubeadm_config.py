@@ -6,9 +6,9 @@ them, and taken out again.
 
 PRIVATE to the collection. Runs on masters: standard library and PyYAML only (see _yaml_edit).
 
-kubeadm.k8s.io/v1beta2 and v1beta3 keep apiServer.extraArgs as a mapping name -> value; v1beta4 (kubeadm 1.31)
-as a list of {name, value}. apiServer.extraVolumes is a list of {name, hostPath, mountPath, readOnly, pathType}
-in all three.
+kubeadm.k8s.io/v1beta2 and v1beta3 keep apiServer.extraArgs as a mapping name -> value; v1beta4 (kubeadm
+1.31) as a list of {name, value}. apiServer.extraVolumes is a list of {name, hostPath, mountPath, readOnly,
+pathType} in all three.
 """
 
 from __future__ import annotations
@@ -131,10 +131,10 @@ def volume_showing(manifest: mf.ApiserverManifest, path: str) -> t.Optional[Extr
     volumes = {v.get("name"): v for v in manifest.spec.value.get("volumes") or [] if isinstance(v, dict)}
     best = None
     for mount in mounts:
-        mount_path = posixpath.normpath(str(mount.get("mountPath") or "")) if mount.get("mountPath") else None
-        if mount_path and (path == mount_path or path.startswith(mount_path.rstrip("/") + "/")):
-            if best is None or len(mount_path) > len(posixpath.normpath(best["mountPath"])):
-                best = mount
+        mount_path = posixpath.normpath(str(mount.get("mountPath") or "/"))
+        shows = path == mount_path or path.startswith(mount_path.rstrip("/") + "/")
+        if shows and (best is None or len(mount_path) > len(posixpath.normpath(best["mountPath"]))):
+            best = mount
     if best is None:
         raise KubeadmConfigError(
             "%s: no volume mount shows %s in the kube-apiserver container; run tke.kms.apiserver_manifest "
@@ -181,8 +181,9 @@ class ClusterConfiguration:
         group, _sep, version = str(value).partition("/")
         if group != API_GROUP or version not in MAP_ARGS_VERSIONS + LIST_ARGS_VERSIONS:
             raise KubeadmConfigError(
-                "%s has apiVersion %s; this collection edits %s only. Migrate it with `kubeadm config migrate` "
-                "or add the encryption flag and volumes to its apiServer section by hand"
+                "%s has apiVersion %s; this collection edits %s only. Migrate it with "
+                "`kubeadm config migrate` or add the encryption flag and volumes to its apiServer section "
+                "by hand"
                 % (
                     self.what,
                     value,
@@ -198,7 +199,7 @@ class ClusterConfiguration:
     # navigation -------------------------------------------------------------------------------------------
 
     def _child(self, parent: Ref, key: str, empty: t.Any, create: bool) -> t.Optional[Ref]:
-        """parent[key] as a mapping or list like `empty`; created (block style) when missing, null or empty."""
+        """parent[key], a mapping or list like `empty`; made anew (block style) if missing, null or empty."""
         ref = self.editor.get(parent, key)
         if ref is not None and ref.value not in (None, {}, []):
             if not isinstance(ref.value, type(empty)):
@@ -332,8 +333,8 @@ class ClusterConfiguration:
             return self.editor.render()
         except YamlEditError as exc:
             raise KubeadmConfigError(
-                "%s cannot be edited in place (%s); add the encryption flag and volumes to its apiServer section "
-                "by hand" % (self.what, exc)
+                "%s cannot be edited in place (%s); add the encryption flag and volumes to its apiServer "
+                "section by hand" % (self.what, exc)
             ) from exc
 
 
@@ -344,7 +345,7 @@ def split_documents(text: str) -> t.List[str]:
     """The text cut at each '---' line, every byte kept (joining the parts gives the text back)."""
     starts = [m.start() for m in DOCUMENT_START.finditer(text)]
     cuts = [0] + [s for s in starts if s > 0] + [len(text)]
-    return [text[a:b] for a, b in zip(cuts, cuts[1:])]
+    return [text[cuts[i] : cuts[i + 1]] for i in range(len(cuts) - 1)]
 
 
 class FileEdit(t.NamedTuple):

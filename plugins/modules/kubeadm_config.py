@@ -10,8 +10,8 @@ short_description: Keep the encryption flag, volumes and mounts of kube-apiserve
 version_added: 0.2.0
 description:
   - C(kubeadm upgrade) writes the kube-apiserver static-pod manifest anew from the kubeadm
-    C(ClusterConfiguration) and drops every edit made to the manifest alone - the upgraded apiserver then starts
-    without its encryption provider config and cannot read any Secret the KMS provider encrypted.
+    C(ClusterConfiguration) and drops every edit made to the manifest alone - the upgraded apiserver then
+    starts without its encryption provider config and cannot read any Secret the KMS provider encrypted.
   - With O(state=present) this module copies what M(tke.kms.apiserver_manifest) put into the manifest on this
     master into the C(apiServer) section of the C(ClusterConfiguration) - the flags
     C(--encryption-provider-config) and C(--encryption-provider-config-automatic-reload) (when set) and the
@@ -19,16 +19,17 @@ description:
     mounts show the encryption config (its directory with automatic reload) and O(socket_dir) into
     C(extraVolumes), with their host path, mount path, C(readOnly) and C(pathType). A path that one of
     kubeadm's own volumes (C(k8s-certs), C(ca-certs), ...) shows needs no extra volume.
-  - With O(state=absent) it takes C(--encryption-provider-config), C(--experimental-encryption-provider-config)
-    and C(--encryption-provider-config-automatic-reload) out of C(extraArgs) and the volumes named
-    O(config_volume_name) and O(socket_volume_name) out of C(extraVolumes); an C(extraArgs) or C(extraVolumes)
-    left empty goes too. Feature gates stay, as in the manifest. It refuses while the manifest on this master
-    still names an encryption config - a C(kubeadm upgrade) would then drop the flag the apiserver needs.
+  - With O(state=absent) it takes C(--encryption-provider-config),
+    C(--experimental-encryption-provider-config) and C(--encryption-provider-config-automatic-reload) out of
+    C(extraArgs) and the volumes named O(config_volume_name) and O(socket_volume_name) out of C(extraVolumes);
+    an C(extraArgs) or C(extraVolumes) left empty goes too. Feature gates stay, as in the manifest. It refuses
+    while the manifest on this master still names an encryption config - a C(kubeadm upgrade) would then drop
+    the flag the apiserver needs.
   - Two places hold a C(ClusterConfiguration). The C(kube-system/kubeadm-config) ConfigMap (key
     C(ClusterConfiguration)), which C(kubeadm upgrade apply) and C(kubeadm upgrade node) read (O(configmap));
-    when it does not exist the cluster was not made by kubeadm and the module says so and changes nothing. And
-    a kubeadm config file on the master (O(config_file)), for operators who pass one with C(--config); only its
-    C(ClusterConfiguration) document is edited, the other documents stay byte for byte.
+    when it does not exist the cluster was not made by kubeadm and the module says so and changes nothing.
+    And a kubeadm config file on the master (O(config_file)), for operators who pass one with C(--config);
+    only its C(ClusterConfiguration) document is edited, the other documents stay byte for byte.
   - C(kubeadm.k8s.io/v1beta2) and C(v1beta3) (C(extraArgs) a mapping) and C(v1beta4) (kubeadm 1.31 and later,
     C(extraArgs) a list of C(name)/C(value)) are edited; any other C(apiVersion) is refused with what to do.
   - The edit is structural, as in M(tke.kms.apiserver_manifest) - comments, key order, quoting and the rest
@@ -83,9 +84,9 @@ extends_documentation_fragment:
 requirements:
   - PyYAML on the master (Debian/Ubuntu C(python3-yaml), RHEL C(python3-pyyaml))
 notes:
-  - Run it with O(configmap=true) once per cluster after the manifest of B(every) master has the flag (and, with
-    O(state=absent), after it left every master); the role M(tke.kms.apiserver) does so on the last master of
-    its play. O(config_file) is per master.
+  - Run it with O(configmap=true) once per cluster after the manifest of B(every) master has the flag (and,
+    with O(state=absent), after it left every master); the role M(tke.kms.apiserver) does so on the last
+    master of its play. O(config_file) is per master.
   - C(kubeadm upgrade) must still run on each master as usual; it reads the ConfigMap. A file passed with
     C(--config) must be the O(config_file) the rollout edits.
 seealso:
@@ -147,8 +148,8 @@ extra_volumes:
   returned: when O(state=present)
   type: list
   elements: dict
-  sample: [{name: tke-kms-plugin-socket, hostPath: /var/run/tke-kms-plugin, mountPath: /var/run/tke-kms-plugin,
-            readOnly: false, pathType: DirectoryOrCreate}]
+  sample: [{name: tke-kms-plugin-socket, hostPath: /var/run/tke-kms-plugin,
+            mountPath: /var/run/tke-kms-plugin, readOnly: false, pathType: DirectoryOrCreate}]
 removed:
   description: What O(state=absent) took out of each place, C(flags) as C(name=value) and C(volumes) by name.
   returned: when O(state=absent)
@@ -210,9 +211,9 @@ def make_edit(
         return lambda config: config.apply(wanted)
     if manifest.encryption_config_path():
         raise kc.KubeadmConfigError(
-            "refusing to take the encryption flag out of the kubeadm ClusterConfiguration: %s still names %s, "
-            "and a kubeadm upgrade would then start kube-apiserver without it. Take it out of the manifest "
-            "first (tke.kms.apiserver_manifest state=absent)"
+            "refusing to take the encryption flag out of the kubeadm ClusterConfiguration: %s still names "
+            "%s, and a kubeadm upgrade would then start kube-apiserver without it. Take it out of the "
+            "manifest first (tke.kms.apiserver_manifest state=absent)"
             % (manifest.path, manifest.encryption_config_path())
         )
     names = [params["config_volume_name"], params["socket_volume_name"]]
@@ -226,7 +227,7 @@ def diff_entry(before: str, after: str, header: str) -> t.Dict[str, str]:
 def edit_configmap(
     module: AnsibleModule, endpoint: Endpoint, edit: t.Callable[[kc.ClusterConfiguration], t.Any]
 ) -> t.Tuple[t.Dict[str, t.Any], t.Any, t.Optional[t.Dict[str, str]]]:
-    """(result, what the edit returned, diff); reads again and retries when someone else changed it meanwhile."""
+    """(result, what the edit returned, diff); reads again and retries when another writer came first."""
     for _attempt in range(CONFLICT_RETRIES):
         try:
             configmap = endpoint.json("GET", CONFIGMAP_PATH)

@@ -1,10 +1,10 @@
 """A real kubeadm 1.20.2 (built with the lab's kube-apiserver, tests/lab/build/kube-1.20.sh) for what
-`kubeadm upgrade` does with the cluster's ClusterConfiguration: write the kube-apiserver manifest anew from it.
+`kubeadm upgrade` does with the cluster's ClusterConfiguration: write the kube-apiserver manifest anew.
 
-`kubeadm init phase control-plane apiserver` runs the same code as an upgrade (controlplane.CreateStaticPodFiles
-from the ClusterConfiguration); with --rootfs it chroots into a scratch directory, so the host's /etc/kubernetes
-is never touched and nothing is reached over the network (kubernetesVersion, the advertise address and the CRI
-socket are in the config).
+`kubeadm init phase control-plane apiserver` runs the same code as an upgrade
+(controlplane.CreateStaticPodFiles from the ClusterConfiguration); with --rootfs it chroots into a scratch
+directory, so the host's /etc/kubernetes is never touched and nothing is reached over the network
+(kubernetesVersion, the advertise address and the CRI socket are in the config).
 """
 
 from __future__ import annotations
@@ -30,7 +30,12 @@ TIMEOUT = 120
 def _kubeadm(*argv: str, rootfs: Path | None = None) -> str:
     prefix = [str(kubeadm_binary())] + ([f"--rootfs={rootfs}"] if rootfs else [])
     run = subprocess.run(
-        [*prefix, *argv], capture_output=True, text=True, timeout=TIMEOUT, check=False, env={"PATH": "/usr/bin:/bin"}
+        [*prefix, *argv],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+        env={"PATH": "/usr/bin:/bin"},
     )
     if run.returncode != 0:
         raise LabError(f"kubeadm {' '.join(argv)} failed ({run.returncode}):\n{run.stdout}\n{run.stderr}")
@@ -94,3 +99,27 @@ def assert_carries_none(pod: dict[str, Any]) -> None:
     assert not found["flags"], found
     ours = {"encryption-provider-config", "tke-kms-plugin-socket"}
     assert not ours & (set(found["volumes"]) | set(found["mounts"])), found
+
+
+# On lab masters (tests/lab/masters.py): the cluster as kubeadm leaves it, and what an upgrade makes of it
+
+
+def seed(lab: Any) -> str:
+    """Create kube-system/kubeadm-config with kubeadm 1.20.2's own ClusterConfiguration; returns it."""
+    text = cluster_configuration()
+    with lab.session() as session:
+        url = f"{lab.masters[0].url}/api/v1/namespaces/{NAMESPACE}/configmaps"
+        session.post(url, json=configmap(text), timeout=30).raise_for_status()
+    return text
+
+
+def read_cluster_configuration(lab: Any) -> str:
+    with lab.session() as session:
+        answer = session.get(f"{lab.masters[0].url}{CONFIGMAP_PATH}", timeout=30)
+        answer.raise_for_status()
+        return answer.json()["data"]["ClusterConfiguration"]
+
+
+def regenerated(lab: Any) -> dict[str, Any]:
+    """The kube-apiserver manifest kubeadm writes from the lab cluster's ClusterConfiguration now."""
+    return regenerate_apiserver_manifest(read_cluster_configuration(lab))

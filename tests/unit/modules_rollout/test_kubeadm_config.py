@@ -89,7 +89,10 @@ def remove(text: str) -> tuple[str, dict[str, list[str]]]:
 def test_v1beta2_gets_the_flag_and_volumes_and_gives_them_back_byte_for_byte(encrypted_manifest) -> None:
     edited = apply(V1BETA2, encrypted_manifest)
     api_server = yaml.safe_load(edited)["apiServer"]
-    assert api_server["extraArgs"] == {"authorization-mode": "Node,RBAC", "encryption-provider-config": CONFIG}
+    assert api_server["extraArgs"] == {
+        "authorization-mode": "Node,RBAC",
+        "encryption-provider-config": CONFIG,
+    }
     assert api_server["extraVolumes"] == [
         {"name": VOLUMES[0], "hostPath": CONFIG, "mountPath": CONFIG, "readOnly": True, "pathType": "File"},
         {
@@ -118,7 +121,11 @@ def test_v1beta3_keeps_other_args_volumes_and_gates(manifest_text) -> None:
     assert loaded["extraArgs"]["feature-gates"] == "SomeGate=false,KMSv1=true"
     assert loaded["extraArgs"]["audit-log-path"] == "/var/log/kubernetes/audit.log"
     assert [v["name"] for v in loaded["extraVolumes"]] == ["audit", *VOLUMES]
-    assert edited.startswith(V1BETA3.split("  extraVolumes:")[0].replace('"SomeGate=false"', '"SomeGate=false,KMSv1=true"'))
+    assert edited.startswith(
+        V1BETA3.split("  extraVolumes:", maxsplit=1)[0].replace(
+            '"SomeGate=false"', '"SomeGate=false,KMSv1=true"'
+        )
+    )
     assert apply(edited, manifest) == edited
     back, _ = remove(edited)
     # the gate stays (as in the manifest: KMS v1 may still be in use elsewhere); all else is as it was
@@ -146,7 +153,12 @@ def test_automatic_reload_copies_the_flag_and_the_directory_mount(tmp_path, mani
     config = "/etc/kubernetes/encryption/config.yaml"
     result = run_module(
         apiserver_manifest.main,
-        dict(path=str(path), encryption_config_path=config, automatic_reload=True, backup_dir=str(tmp_path / "b")),
+        dict(
+            path=str(path),
+            encryption_config_path=config,
+            automatic_reload=True,
+            backup_dir=str(tmp_path / "b"),
+        ),
     )
     assert result["changed"], result
     manifest = mf.ApiserverManifest(path.read_text(), str(path))
@@ -168,7 +180,10 @@ def test_automatic_reload_copies_the_flag_and_the_directory_mount(tmp_path, mani
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        (V1BETA2.replace("v1beta2", "v1beta1"), "has apiVersion kubeadm.k8s.io/v1beta1; this collection edits"),
+        (
+            V1BETA2.replace("v1beta2", "v1beta1"),
+            "has apiVersion kubeadm.k8s.io/v1beta1; this collection edits",
+        ),
         (V1BETA2.replace("kind: ClusterConfiguration", "kind: InitConfiguration"), "is not a kubeadm"),
         ("apiServer: [1\n", "is not valid YAML (line"),
         (V1BETA3.replace("  extraArgs:\n", "  extraArgs: 3\n  x:\n"), "extraArgs must be a mapping"),
@@ -211,7 +226,10 @@ def test_module_on_a_local_multi_document_file(tmp_path, manifest_text) -> None:
     config_file.write_text(original)
     config_file.chmod(0o640)
     args = dict(
-        manifest_path=str(manifest), configmap=False, config_file=str(config_file), backup_dir=str(tmp_path / "b")
+        manifest_path=str(manifest),
+        configmap=False,
+        config_file=str(config_file),
+        backup_dir=str(tmp_path / "b"),
     )
 
     check = run_module(kubeadm_config.main, args, check=True, diff=True)
@@ -225,7 +243,10 @@ def test_module_on_a_local_multi_document_file(tmp_path, manifest_text) -> None:
     assert done["changed"] is True and done["config_file"]["api_version"] == "kubeadm.k8s.io/v1beta2"
     text = config_file.read_text()
     assert text.startswith(INIT) and text.endswith(KUBELET)
-    assert yaml.safe_load(text.split("---\n")[1])["apiServer"]["extraArgs"]["encryption-provider-config"] == CONFIG
+    assert (
+        yaml.safe_load(text.split("---\n")[1])["apiServer"]["extraArgs"]["encryption-provider-config"]
+        == CONFIG
+    )
     assert Path(done["config_file"]["backup_file"]).read_text() == original
     assert config_file.stat().st_mode & 0o777 == 0o640
     assert done["extra_args"] == {"encryption-provider-config": CONFIG}
