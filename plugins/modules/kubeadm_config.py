@@ -204,11 +204,11 @@ def argument_spec() -> t.Dict[str, t.Any]:
 
 def make_edit(
     params: t.Dict[str, t.Any], manifest: ApiserverManifest
-) -> t.Callable[[kc.ClusterConfiguration], t.Any]:
-    """The edit for the state asked: copy what the manifest carries, or take it out."""
+) -> t.Tuple[t.Callable[[kc.ClusterConfiguration], t.Any], t.Optional[kc.Wanted]]:
+    """The edit for the state asked - copy what the manifest carries, or take it out - and what it copies."""
     if params["state"] == "present":
         wanted = kc.wanted_from_manifest(manifest, params["socket_dir"], params["feature_gates"])
-        return lambda config: config.apply(wanted)
+        return (lambda config: config.apply(wanted)), wanted
     if manifest.encryption_config_path():
         raise kc.KubeadmConfigError(
             "refusing to take the encryption flag out of the kubeadm ClusterConfiguration: %s still names "
@@ -217,7 +217,7 @@ def make_edit(
             % (manifest.path, manifest.encryption_config_path())
         )
     names = [params["config_volume_name"], params["socket_volume_name"]]
-    return lambda config: config.remove(names)
+    return (lambda config: config.remove(names)), None
 
 
 def diff_entry(before: str, after: str, header: str) -> t.Dict[str, str]:
@@ -312,9 +312,8 @@ def main() -> None:
     removed = {}
     try:
         manifest = read_manifest(params["manifest_path"])
-        edit = make_edit(params, manifest)
-        if params["state"] == "present":
-            wanted = kc.wanted_from_manifest(manifest, params["socket_dir"], params["feature_gates"])
+        edit, wanted = make_edit(params, manifest)
+        if wanted is not None:
             args = dict(wanted.args)
             if wanted.feature_gates:
                 args[kc.FEATURE_GATES_ARG] = ",".join("%s=%s" % item for item in wanted.feature_gates.items())
