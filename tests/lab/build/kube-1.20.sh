@@ -32,10 +32,10 @@ EOS
   tar xzf kubernetes_*.orig.tar.gz
   cd "kubernetes-$VERSION"
   # The vendored reflect2 1.0.1 crashes under Go >= 1.18 as soon as json-iterator meets a map type (kubeadm
-  # panics printing or reading any config); 1.0.2 is the fix, same API. Debian packages it.
+  # panics printing or reading any config); 1.0.2 is the fix, same API. Debian packages it. The build is in
+  # GOPATH mode, so vendor/modules.txt is not consulted.
   rm -rf vendor/github.com/modern-go/reflect2
   cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 vendor/github.com/modern-go/reflect2
-  sed -i 's|^# github.com/modern-go/reflect2 v1.0.1$|# github.com/modern-go/reflect2 v1.0.2|' vendor/modules.txt
   # 1.20's build uses GOPATH mode + vendor/ and runs code generators first; fully offline.
   GOPROXY=off GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS= \
     make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler cmd/kubeadm" >"$work/make.log" 2>&1 \
