@@ -53,6 +53,16 @@ def kube_dir() -> Path:
 
 
 @functools.cache
+def kubeadm_binary() -> Path:
+    """kubeadm v1.20.2, built with the control plane by kube-1.20.sh (a cache from before it had kubeadm
+    is built once more)."""
+    cached = CACHE_ROOT / f"kube-{KUBE_VERSION}" / "kubeadm"
+    if os.access(cached, os.X_OK):
+        return cached
+    return run_build("kube-1.20.sh") / "kubeadm"
+
+
+@functools.cache
 def apiext_binary() -> Path:
     """The route-B apiextensions-apiserver; raises RouteUnavailable when sid cannot be had."""
     versions = {}

@@ -28,12 +28,14 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.lab import kubeadm
 from tests.lab.masters import REPO, Master
 from tests.lab.playbooks import VENV_BIN, output, playbook_argv, playbook_env, recap
 from tests.lab.runtime import wait_for
 
 from . import matrix
 from .conftest import PROVIDER, RELIABILITY_TABLE, Cluster, Row, running_cluster
+from .flavour import KUBE_1_20
 from .starting_config import CONFIG, FLAG, RESOURCES, apiserver_uid, ready, storage_label
 
 pytestmark = [pytest.mark.e2e, pytest.mark.lab_masters, pytest.mark.reliability]
@@ -654,7 +656,13 @@ def site_step(suite: Lifecycle, tmp_path: Path) -> None:
         faults: list[Fault] = []
         if suite.fault(matrix.SITE_PLUGIN_KILLED):
             faults.append(PluginKilled(PROVIDER, "plugin"))
+        if (
+            suite.scenario.flavour is KUBE_1_20
+        ):  # a cluster as kubeadm 1.20 leaves it (the 1.36 ones have none)
+            kubeadm.seed(suite.cluster.lab)
         described = run_with_faults(suite, ["site.yml"], faults, tmp_path / "site.log")
+        if suite.scenario.flavour is KUBE_1_20:  # what kubeadm upgrade would write keeps the flag and mounts
+            kubeadm.assert_carries(kubeadm.regenerated(suite.cluster.lab), CONFIG, "/var/run/tke-kms-plugin")
         for master in suite.masters:
             for resource in start.kms_resources:
                 assert providers(master, resource)[0] == f"kms:{PROVIDER}", (master.name, resource)
@@ -776,6 +784,12 @@ def disable_step(suite: Lifecycle, tmp_path: Path) -> None:
         if suite.scenario.flavour.reload and start.entries:  # the flag stays: every step was a reload
             assert apiserver_processes(suite) == processes, (processes, apiserver_processes(suite))
             described += "; no apiserver restarted"
+        if suite.scenario.flavour is KUBE_1_20:  # kubeadm upgrade must not bring back what disable took out
+            regenerated = kubeadm.regenerated(suite.cluster.lab)
+            if FLAG in manifest_text(suite.masters[0]):  # entries that still encrypt keep the flag
+                kubeadm.assert_carries(regenerated, CONFIG, "/var/run/tke-kms-plugin")
+            else:
+                kubeadm.assert_carries_none(regenerated)
         for master in suite.masters:
             assert not master.pods(ROTATED), f"{master.name} still runs the plugin"
             if not start.entries:

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from tke_kms_plugin.emulator.testing import start_emulator_process
 
+from tests.lab import kubeadm
 from tests.lab.masters import MasterLab, rollout_vars
 from tests.lab.playbooks import ansible_playbook, recap
 
@@ -44,6 +45,7 @@ def lab() -> Iterator[tuple[MasterLab, dict[str, str]]]:
         )
         seeded = {f"seeded-{number}": secrets.token_hex(8) for number in range(SEEDED)}
         masters.create_secrets(seeded)
+        kubeadm.seed(masters)  # a cluster as kubeadm 1.20 leaves it: kube-system/kubeadm-config
         yield masters, seeded
     finally:
         emulator.stop()
@@ -101,6 +103,13 @@ def test_site_yml_encrypts_every_secret_and_a_second_run_changes_nothing(lab) ->
             "kube-controller-manager.yaml",
             "kube-scheduler.yaml",
         ]
+
+    # kubeadm upgrade writes the manifest anew from the cluster's ClusterConfiguration: encryption stays
+    kubeadm.assert_carries(
+        kubeadm.regenerated(masters),
+        "/etc/kubernetes/encryption-provider-config.yaml",
+        "/var/run/tke-kms-plugin",
+    )
 
     second = ansible_playbook("site.yml", "-i", str(masters.inventory))
     assert second.returncode == 0, second.stdout[-6000:]
