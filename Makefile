@@ -19,18 +19,18 @@ unexport HTTP_PROXY HTTPS_PROXY http_proxy https_proxy
 help:
 	@echo "make demo         the whole rollout on the local lab (README command #1)"
 	@echo "make test         everything CI runs (README command #2)"
-	@echo "make lint         ruff, yamllint, ansible-lint, ansible-test sanity"
+	@echo "make lint         ruff, vermin, changelog fragments, yamllint, ansible-lint, ansible-test sanity"
 	@echo "make molecule     the molecule scenarios (default, lab)"
 	@echo "make e2e          end-to-end tests against a real kube-apiserver"
 	@echo "make bench        all benchmarks, printing their figures"
 	@echo "make reliability  the lab reliability suite"
 	@echo "make demo-down    stop the demo lab"
 
-$(STAMP): requirements-dev.txt plugin_server/pyproject.toml
+$(STAMP): requirements-dev.txt plugin_server/pyproject.toml plugin_server/emulator/pyproject.toml
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -r requirements-dev.txt
-	$(VPY) -m pip install -q -e plugin_server
+	$(VPY) -m pip install -q -e plugin_server -e plugin_server/emulator
 	touch $@
 
 .PHONY: venv
@@ -53,6 +53,8 @@ lab-binaries: system-deps
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/vermin --target=3.10- --violations --no-tips --eval-annotations plugin_server/src
+	$(VENV)/bin/antsibull-changelog lint
 	$(VENV)/bin/yamllint -s .
 	$(VENV)/bin/ansible-lint
 	bash tests/sanity/run.sh

@@ -55,15 +55,24 @@ options:
     description: Container image of the plugin. Required with O(state=present).
     type: str
   image_pull_policy:
-    description: When the kubelet pulls the image.
+    description:
+      - When the kubelet pulls the image (C(imagePullPolicy) of the container), in both modes.
+      - V(IfNotPresent) or V(Never) with an image pulled onto the masters beforehand lets the plugin start
+        after a reboot without reaching the registry; V(Always) makes every restart of the plugin depend on
+        the registry.
     type: str
     choices: [Always, IfNotPresent, Never]
     default: IfNotPresent
   image_pull_secrets:
     description:
-      - Names of Secrets in O(namespace) to pull the image with (not used by static pods, which cannot
-        reference
-        Secrets).
+      - Names of Secrets in O(namespace) the kubelet pulls the image with (C(imagePullSecrets) of the pod),
+        for a private registry such as Tencent Container Registry. O(deploy_as=daemonset) only.
+      - Refused with O(deploy_as=static_pod) - the kubelet cannot read Secrets from the API for a static pod
+        (and its mirror pod may not reference them).
+      - A pull Secret is itself a Secret - once Secrets are encrypted with this plugin, the kubelet cannot
+        read it while no plugin answers (a cold start after the control plane restarted), so a plugin pod
+        that still has to pull its image cannot start. Give the masters' container runtime the registry
+        credentials (or pull the image onto the masters beforehand) so the plugin never depends on it.
     type: list
     elements: str
   plugin_binary:
@@ -124,7 +133,10 @@ options:
   kms_endpoint:
     description:
       - KMS endpoint the plugin calls (C(--kms-endpoint)), for example a VPC endpoint
-        C(kms.internal.tencentcloudapi.com), or V(http://HOST:PORT) for an emulator.
+        C(kms.internal.tencentcloudapi.com), or V(http://HOST:PORT) for an emulator. Not set - the public
+        C(kms.tencentcloudapi.com).
+      - It is the masters' endpoint, independent of the one the controller uses for the key (the C(endpoint)
+        option of module C(tke.kms.kms_key), E(TENCENTCLOUD_KMS_ENDPOINT)), which is not read here.
     type: str
   metrics_address:
     description:
@@ -220,6 +232,14 @@ EXAMPLES = r"""
     cvm_role: tke-kms-plugin
     kms_endpoint: kms.internal.tencentcloudapi.com
 
+- name: Pull the image from a private registry (TCR) with a pull Secret in kube-system
+  tke.kms.kms_plugin:
+    image: example.tencentcloudcr.com/infra/tke-kms-plugin:0.1.0
+    image_pull_secrets: [tcr-pull]
+    image_pull_policy: IfNotPresent  # a restarted plugin finds the image on the node, no Secret needed
+    region: ap-guangzhou
+    key_id: "{{ kms.key.KeyId }}"
+
 - name: Run the plugin as a static pod on this master
   tke.kms.kms_plugin:
     deploy_as: static_pod
@@ -310,6 +330,11 @@ else:
     PARSE_ERRORS = (ValueError, yaml.YAMLError)
 
 MANIFEST_HEADER = "# Managed by tke.kms.kms_plugin: changes made here are overwritten.\n"
+STATIC_POD_PULL_SECRETS = (
+    "image_pull_secrets cannot be used with deploy_as=static_pod: the kubelet cannot read Secrets from the "
+    "API for a static pod; give the masters' container runtime the registry credentials, or pull the image "
+    "onto the masters beforehand"
+)
 ENV_WARNING = (
     "credentials_source=env puts the SecretKey into the pod spec, readable by anyone allowed to read "
     "DaemonSets or pods in %s; prefer credentials_source=file or cvm_role"
@@ -365,6 +390,8 @@ def parameter_problems(params: t.Dict[str, t.Any]) -> t.List[str]:
             problems.append("%s must be an absolute path of a file in a directory other than /" % option)
     if params["wait_timeout"] <= 0:
         problems.append("wait_timeout must be positive")
+    if params["deploy_as"] == "static_pod" and params["image_pull_secrets"]:
+        problems.append(STATIC_POD_PULL_SECRETS)
     return problems
 
 

@@ -692,6 +692,13 @@ def audit_after_site(suite: Lifecycle) -> None:
     assert all(changed == 0 for changed, _u, _f in recap(audit).values()), output(audit)
     assert suite.cluster.etcd_values("secrets", "default") == before  # the probe Secret is gone again
     record(suite, "verify.yml", "none (passes, changed=0)", suite.expected(PROVIDER))
+    # playbooks/status.yml: one table, every master agrees (read-only, like the audit).
+    status = suite.cluster.playbook("playbooks/status.yml")
+    assert status.returncode == 0 and "all masters agree" in status.stdout, output(status)
+    source = "metrics" if suite.scenario.flavour.reload else "inferred: started after the file changed"
+    row = next(line for line in status.stdout.splitlines() if "running config from" in line)
+    assert row.count(source) == suite.scenario.masters, output(status)
+    assert f"{PROVIDER} {suite.scenario.flavour.kms_api}" in status.stdout, output(status)
 
 
 def apiserver_processes(suite: Lifecycle) -> dict[str, tuple[str, int] | None]:

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 
 import grpc
@@ -16,7 +17,14 @@ from tke_kms_plugin.emulator import Emulator
 from tke_kms_plugin.protos import kms_v2_pb2 as v2
 
 from tests.fixtures.emulator import TEST_REGION, TEST_SECRET_ID, TEST_SECRET_KEY
-from tests.fixtures.plugin import PluginProcess, kms_v2_stub, plugin_command, plugin_env
+from tests.fixtures.plugin import (
+    PluginProcess,
+    kms_v2_stub,
+    launch_plugin,
+    plugin_command,
+    plugin_env,
+    wait_serving,
+)
 
 from .conftest import FAST_HEALTH, status_is_ok, wait_until
 
@@ -60,6 +68,36 @@ def test_bad_flags_exit_2_with_a_clear_message(args: list[str], message: str) ->
     result = run_cli(*args)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_version_is_the_installed_package_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"tke-kms-plugin {version('tke-kms-plugin')}"
+
+
+@pytest.mark.parametrize(
+    ("flag", "env_region"),
+    [
+        (None, "ap-shanghai"),  # TENCENTCLOUD_REGION alone, like the other TENCENTCLOUD_* variables
+        ("ap-shanghai", "eu-frankfurt"),  # --region wins over the environment
+    ],
+)
+def test_region_from_tencentcloud_region(
+    emulator: Emulator, plugin_socket: str, tmp_path: Path, flag: str | None, env_region: str
+) -> None:
+    """The key lives in ap-shanghai only: the plugin encrypts only if it talks to that region."""
+    key_id = emulator.create_key("ap-shanghai")
+    args = [f"--unix-socket={plugin_socket}", f"--key-id={key_id}", "--metrics-address="]
+    args += [f"--kms-endpoint=http://{emulator.endpoint}"] + ([f"--region={flag}"] if flag else [])
+    env = plugin_env(TEST_SECRET_ID, TEST_SECRET_KEY, TENCENTCLOUD_REGION=env_region)
+    plugin = launch_plugin(args, env, tmp_path / "plugin.log", plugin_socket)
+    try:
+        wait_serving(plugin)
+        assert plugin.wait_for_log(lambda e: e.get("msg") == "serving")["region"] == "ap-shanghai"
+        assert encrypts(plugin_socket)
+    finally:
+        plugin.stop()
 
 
 def test_missing_credentials_exit_2(plugin_socket: str) -> None:

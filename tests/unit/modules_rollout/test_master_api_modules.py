@@ -12,6 +12,7 @@ import time
 import pytest
 from ansible_collections.tke.kms.plugins.modules import (
     apiserver_health,
+    encryption_status,
     encryption_verify,
     reencrypt,
     secret_storage_info,
@@ -93,6 +94,30 @@ def test_rollout_modules_on_a_real_apiserver(lab) -> None:
     assert after["pending_count"] == 0 and after["by_storage"] == {f"kms:v1:{PROVIDER}": storage["total"]}
     verified = run_module(encryption_verify.main, access)
     assert not verified.get("failed") and verified["changed"] is False and verified["pending_count"] == 0
+
+    # What playbooks/status.yml gathers on a master: this 1.20 apiserver does not report its config's hash,
+    # so it is inferred from its start after the file's last change - until the file is edited by hand.
+    status = run_module(encryption_status.main, dict(access, plugin_metrics_url=""))
+    assert not status.get("failed") and status["config_hash"].startswith("sha256:"), status
+    assert status["running_config"] == {
+        "hash": status["config_hash"],
+        "source": "inferred: started after the file changed",
+    }
+    assert status["apiserver"]["kms_checks"] == {"kms-provider-0": True} and status["apiserver"]["ready"]
+    assert [(p["provider"], p["healthy"], p["key_state"]) for p in status["plugins"]] == [
+        (PROVIDER, True, None)
+    ]
+    assert status["write_storage"] == f"KMS provider {PROVIDER}"
+    assert status["objects"]["secrets"]["by_storage"] == {f"kms:v1:{PROVIDER}": storage["total"]}
+    config_file = status["config_path"]
+    with open(config_file, "ab") as handle:
+        handle.write(b"# edited by hand\n")
+    drifted = run_module(encryption_status.main, dict(access, plugin_metrics_url="", count_objects=False))
+    assert drifted["config_hash"] != status["config_hash"] and drifted["objects"] == {}
+    assert drifted["running_config"] == {
+        "hash": None,
+        "source": "unknown: the file changed after the apiserver started",
+    }
 
 
 def test_bad_access_is_a_clear_failure(lab, tmp_path) -> None:

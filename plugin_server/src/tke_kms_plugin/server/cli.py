@@ -1,6 +1,7 @@
 """`tke-kms-plugin`: the command line, a drop-in for the Go plugin's.
 
     tke-kms-plugin --region=R --key-id=K [--unix-socket=PATH] [--v=N] [more flags, see --help]
+    tke-kms-plugin --version
     tke-kms-plugin health-check [--unix-socket=PATH] [--deep] [--timeout=5s]
 
 Exit status: 0 after a clean SIGTERM/SIGINT; 1 when the socket cannot be taken (another plugin holds it, a
@@ -16,6 +17,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 
 from .config import (
     DEFAULT_METRICS_ADDRESS,
@@ -72,8 +74,11 @@ def server_parser() -> argparse.ArgumentParser:
         description="Kubernetes KMS plugin (v1beta1 and v2 on one unix socket) for Tencent Cloud KMS. "
         "Subcommand: `tke-kms-plugin health-check --help`.",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {version('tke-kms-plugin')}")
     p.add_argument(
-        "--region", default=DEFAULT_REGION, help="Tencent Cloud region of the key (default %(default)s)"
+        "--region",
+        default=os.environ.get("TENCENTCLOUD_REGION", "").strip() or DEFAULT_REGION,
+        help=f"Tencent Cloud region of the key (env TENCENTCLOUD_REGION; default {DEFAULT_REGION})",
     )
     p.add_argument("--key-id", default="", help="Tencent KMS KeyId of the key encrypting DEKs (required)")
     p.add_argument("--unix-socket", default=DEFAULT_SOCKET, help="socket to serve on (default %(default)s)")

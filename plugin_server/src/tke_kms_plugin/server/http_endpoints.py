@@ -105,17 +105,20 @@ class ProbeServer:
         self._open.add(writer)
         self._waiting[writer] = None
         try:
-            async with asyncio.timeout(CONNECTION_TIMEOUT):
-                await self._exchange(reader, writer)
-                writer.close()
-                await writer.wait_closed()  # flushed within the same time limit
-        except (TimeoutError, ConnectionError, ValueError, asyncio.IncompleteReadError):
+            await asyncio.wait_for(self._exchange_and_close(reader, writer), CONNECTION_TIMEOUT)
+        # asyncio.TimeoutError is not yet the builtin TimeoutError on Python 3.10.
+        except (asyncio.TimeoutError, ConnectionError, ValueError, asyncio.IncompleteReadError):
             pass  # a client that stalls, sends an overlong line or goes away gets nothing more
         finally:
             self._waiting.pop(writer, None)
             self._open.discard(writer)
             self._handlers.discard(handler)
             writer.transport.abort()  # no-op once closed cleanly
+
+    async def _exchange_and_close(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._exchange(reader, writer)
+        writer.close()
+        await writer.wait_closed()  # flushed within the same time limit
 
     def _make_room(self) -> None:
         """At MAX_CONNECTIONS, close the connection that has waited longest for its request (if none is
