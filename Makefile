@@ -65,10 +65,11 @@ test: venv system-deps lab-binaries lint
 	$(PYTEST) tests
 	$(MAKE) molecule
 
-# Chroot masters with 1.12/1.20/1.30 manifests (default), and site.yml on the real lab masters (lab).
+# Chroot masters with 1.12/1.20/1.30 manifests on Debian bullseye/bookworm/trixie (default, run against the
+# collection built into a tarball and installed read-only elsewhere), and site.yml on the real lab masters (lab).
 .PHONY: molecule
 molecule: venv system-deps lab-binaries
-	$(VENV)/bin/molecule test -s default
+	bash molecule/shared/installed_collection.sh $(VENV)/bin/molecule test -s default
 	$(VENV)/bin/molecule test -s lab
 
 .PHONY: e2e

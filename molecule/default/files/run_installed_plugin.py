@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(REPO / ".collections"))
+# The collection under test: the installed copy (installed_collection.sh), else the checkout's.
+sys.path.insert(0, os.environ.get("TKE_KMS_COLLECTIONS_PATH") or str(REPO / ".collections"))
 
 from ansible_collections.tke.kms.plugins.module_utils._grpc_probe import (  # noqa: E402
     ProbeError,
