@@ -135,9 +135,8 @@ extends_documentation_fragment:
 requirements:
   - PyYAML on the master (Debian/Ubuntu C(python3-yaml), RHEL C(python3-pyyaml))
 notes:
-  - C(kubeadm upgrade) regenerates the manifest from the cluster configuration and drops manual edits; add the
-    flag and volumes to the C(apiServer) section of the kubeadm C(ClusterConfiguration) too (see
-    docs/rollout.md).
+  - C(kubeadm upgrade) regenerates the manifest from the kubeadm C(ClusterConfiguration);
+    M(tke.kms.kubeadm_config) (run by the role C(tke.kms.apiserver)) writes the flag and volumes there too.
 seealso:
   - module: tke.kms.encryption_config
   - module: tke.kms.apiserver_health
