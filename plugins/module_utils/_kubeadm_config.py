@@ -79,7 +79,7 @@ class ExtraVolume(t.NamedTuple):
             str(value.get("name") or ""),
             str(value.get("hostPath") or ""),
             str(value.get("mountPath") or ""),
-            bool(value.get("readOnly") or False),
+            bool(value.get("readOnly")),
             str(value.get("pathType") or ""),
         )
 
@@ -153,7 +153,7 @@ def volume_showing(manifest: mf.ApiserverManifest, path: str) -> t.Optional[Extr
         name,
         host["path"],
         str(best["mountPath"]),
-        bool(best.get("readOnly") or False),
+        bool(best.get("readOnly")),
         str(host.get("type") or ""),
     )
 
