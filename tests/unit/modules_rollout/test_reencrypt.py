@@ -402,10 +402,12 @@ MAX_RSS_MB = 150  # the module's peak resident memory, however many objects
 FLAT_MB = 16  # how much more than for a handful of objects
 
 
-def test_memory_stays_flat_and_every_object_is_rewritten_once_at_3000_objects(lab) -> None:
+def test_memory_stays_flat_and_every_object_is_rewritten_once_at_3000_objects(lab, tmp_path: Path) -> None:
     """3,000 objects in pages of 50, the module in a process of its own as Ansible runs it: its peak RSS is
     within MAX_RSS_MB, and within FLAT_MB of its peak for a handful of objects (Secrets of 32 KiB, so that
-    holding what was listed would show), and each object is rewritten once."""
+    holding what was listed would show), and each object is rewritten once. Meanwhile its progress file, read
+    as the role's poll reads it, shows the run moving: several snapshots, counts that only go up, then
+    done."""
     namespaces = [lab.namespace(f"scale{n}") for n in range(3)]
     with admin_endpoint(lab) as endpoint, ThreadPoolExecutor(8) as pool:
         created = pool.map(
@@ -427,15 +429,52 @@ def test_memory_stays_flat_and_every_object_is_rewritten_once_at_3000_objects(la
         reencrypt, dict(lab.access, resources=["namespaces"], **workers), check=True
     )
     assert few["total"] < 10
-    done, peak_mb = module_process(
-        reencrypt, dict(lab.access, resources=["secrets", "configmaps"], **workers)
-    )
+    progress_file = tmp_path / "progress.json"
+    with ProgressSampler(progress_file) as seen:
+        done, peak_mb = module_process(
+            reencrypt,
+            dict(
+                lab.access, resources=["secrets", "configmaps"], **workers, progress_file=str(progress_file)
+            ),
+        )
     assert not done.get("failed"), done
+    running = [handled for state, handled in seen if state == "running"]
+    assert len(set(running)) >= 2, seen  # written every 2 s of a run that takes longer than that
+    assert running == sorted(running), seen
+    assert json.loads(progress_file.read_text())["state"] == "done"
     assert (done["rewritten"], done["unchanged"], done["total"]) == (stored, 0, stored)  # once each
     assert lab.with_kms("/registry/secrets/") + lab.with_kms("/registry/configmaps/") == stored
     assert peak_mb <= MAX_RSS_MB, f"the module's peak RSS was {peak_mb:.0f} MB"
     # Flat: holding the listed Secrets (64 MB of base64) would show as growth.
     assert peak_mb - floor_mb <= FLAT_MB, f"{floor_mb:.0f} MB for a few namespaces, {peak_mb:.0f} MB here"
+
+
+class ProgressSampler:
+    """Reads a progress file every 0.1 s while the block runs: the (state, objects handled) it showed, in
+    order. The file is replaced atomically, so every read is a whole document."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.seen = path, []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+
+    def sample(self) -> None:
+        while not self.stop.wait(0.1):
+            try:
+                document = json.loads(self.path.read_text())
+            except FileNotFoundError:
+                continue
+            handled = sum(document[outcome] for outcome in ("rewritten", "unchanged", "missing", "failures"))
+            if not self.seen or self.seen[-1] != (document["state"], handled):
+                self.seen.append((document["state"], handled))
+
+    def __enter__(self) -> list:
+        self.thread.start()
+        return self.seen
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
 
 
 def body(kind: str, index: int) -> dict:
