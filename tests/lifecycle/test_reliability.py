@@ -656,9 +656,8 @@ def site_step(suite: Lifecycle, tmp_path: Path) -> None:
         faults: list[Fault] = []
         if suite.fault(matrix.SITE_PLUGIN_KILLED):
             faults.append(PluginKilled(PROVIDER, "plugin"))
-        if (
-            suite.scenario.flavour is KUBE_1_20
-        ):  # a cluster as kubeadm 1.20 leaves it (the 1.36 ones have none)
+        if suite.scenario.flavour is KUBE_1_20:
+            # A cluster as kubeadm 1.20 leaves it: kube-system/kubeadm-config (the 1.36 ones have none).
             kubeadm.seed(suite.cluster.lab)
         described = run_with_faults(suite, ["site.yml"], faults, tmp_path / "site.log")
         if suite.scenario.flavour is KUBE_1_20:  # what kubeadm upgrade would write keeps the flag and mounts
