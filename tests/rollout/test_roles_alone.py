@@ -23,13 +23,10 @@ pytestmark = [pytest.mark.lab_masters, pytest.mark.e2e]
 PROVIDER = "tke-kms-plugin"
 PREFIX = f"k8s:enc:kms:v1:{PROVIDER}:".encode()
 SEEDED = {f"alone-{number}": secrets.token_hex(8) for number in range(3)}
-# The lab has no mount namespaces: the plugin pod's emptyDir on /tmp covers the master's /tmp while a module
-# waits for it there, so module payloads go elsewhere.
-TMPDIR = {"TMPDIR": "/root/.ansible/tmp"}
 
 
 def play(hosts: str, *roles: object) -> dict:
-    return {"hosts": hosts, "gather_facts": False, "environment": TMPDIR, "roles": list(roles)}
+    return {"hosts": hosts, "gather_facts": False, "roles": list(roles)}
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +73,9 @@ def run_plays(masters: MasterLab, plays: list[dict]):
 
 
 def etcd_value(masters: MasterLab, name: str) -> bytes:
-    pki = masters.directory / "pki"
-    key = base64.b64encode(f"/registry/secrets/default/{name}".encode()).decode()
-    with masters.session() as session:
-        session.cert = (str(pki / "etcd-client.crt"), str(pki / "etcd-client.key"))
-        answer = session.post(f"{masters.etcd.url}/v3/kv/range", json={"key": key}, timeout=30).json()
-    return base64.b64decode(answer["kvs"][0]["value"])
+    stored = masters.etcd.get(f"/registry/secrets/default/{name}")
+    assert stored is not None, name
+    return stored
 
 
 def read_secret(masters: MasterLab, name: str) -> str:

@@ -200,9 +200,6 @@ def test_the_plugin_as_a_static_pod_answers_on_every_master(lab, tmp_path) -> No
                     "name": "The plugin as a static pod",
                     "hosts": "masters",
                     "gather_facts": False,
-                    # The lab has no mount namespaces: the plugin pod's emptyDir on /tmp covers the master's
-                    # /tmp while a module waits for it there, so module payloads go elsewhere.
-                    "environment": {"TMPDIR": "/root/.ansible/tmp"},
                     "roles": [
                         {
                             "role": "tke.kms.kms_plugin",
