@@ -32,6 +32,7 @@ import hashlib
 import os
 import typing as t
 
+from ansible_collections.tke.kms.plugins.module_utils._errors import TkeKmsError
 from ansible_collections.tke.kms.plugins.module_utils._files import read_text
 from ansible_collections.tke.kms.plugins.module_utils._kube_version import KubeVersion
 from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import syntax_error_message
@@ -55,7 +56,7 @@ HEADER = (
 )
 
 
-class ConfigError(Exception):
+class ConfigError(TkeKmsError):
     """The existing file or the requested change is not acceptable; the message says what to fix."""
 
 

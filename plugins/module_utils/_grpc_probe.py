@@ -17,13 +17,15 @@ import struct
 import time
 import typing as t
 
+from ansible_collections.tke.kms.plugins.module_utils._errors import TkeKmsError
+
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY = 0x0, 0x1, 0x3, 0x4, 0x6, 0x7
 END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY = 0x1, 0x1, 0x4, 0x8, 0x20
 STREAM = 1
 
 
-class ProbeError(Exception):
+class ProbeError(TkeKmsError):
     """The plugin did not answer the call; the message says how far it got."""
 
 

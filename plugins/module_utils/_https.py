@@ -26,6 +26,7 @@ import threading
 import typing as t
 from urllib.parse import urlsplit
 
+from ansible_collections.tke.kms.plugins.module_utils._errors import TkeKmsError
 from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import syntax_error_message
 
 try:
@@ -34,7 +35,7 @@ except ImportError:  # reported by the module when a kubeconfig has to be read
     yaml = None  # type: ignore[assignment]
 
 
-class HttpsError(Exception):
+class HttpsError(TkeKmsError):
     """The endpoint could not be reached or credentials could not be found."""
 
 

@@ -17,6 +17,8 @@ import traceback
 import typing as t
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
+from ansible_collections.tke.kms.plugins.module_utils._errors import TkeKmsError
+from ansible_collections.tke.kms.plugins.module_utils._module import Library
 from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import syntax_error_message
 
 try:
@@ -31,6 +33,7 @@ else:
     K8S_IMPORT_ERROR = None
 
 K8S_PACKAGE = "kubernetes"
+KUBERNETES_CLIENT = Library(K8S_PACKAGE, K8S_IMPORT_ERROR)
 FIELD_MANAGER = "tke.kms"
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 
@@ -108,7 +111,7 @@ def missing_client_message() -> t.Optional[str]:
     return missing_required_lib(K8S_PACKAGE) if K8S_IMPORT_ERROR else None
 
 
-class KubeError(Exception):
+class KubeError(TkeKmsError):
     """A Kubernetes call that failed, with what the API server (or the network) said."""
 
     def __init__(self, message: str, status: t.Optional[int] = None, reason: t.Optional[str] = None) -> None:
@@ -116,7 +119,7 @@ class KubeError(Exception):
         self.status = status
         self.reason = reason
 
-    def as_result(self) -> t.Dict[str, t.Any]:
+    def details(self) -> t.Dict[str, t.Any]:
         return dict(status=self.status, reason=self.reason)
 
 

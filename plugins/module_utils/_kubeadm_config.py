@@ -19,6 +19,7 @@ import typing as t
 
 from ansible_collections.tke.kms.plugins.module_utils import _manifest as mf
 from ansible_collections.tke.kms.plugins.module_utils import _reload as rl
+from ansible_collections.tke.kms.plugins.module_utils._errors import TkeKmsError
 from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import (
     Ref,
     YamlEditError,
@@ -49,7 +50,7 @@ KUBEADM_VOLUME_PREFIXES = ("etcd-certs-",)
 DOCUMENT_START = re.compile(r"^---[ \t]*(?:#.*)?(?:\r?\n|$)", re.MULTILINE)
 
 
-class KubeadmConfigError(Exception):
+class KubeadmConfigError(TkeKmsError):
     """The kubeadm configuration cannot be used as asked; the message says what to fix."""
 
 

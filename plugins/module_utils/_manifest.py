@@ -11,6 +11,7 @@ from __future__ import annotations
 import posixpath
 import typing as t
 
+from ansible_collections.tke.kms.plugins.module_utils._errors import TkeKmsError
 from ansible_collections.tke.kms.plugins.module_utils._kube_version import (
     KubeVersion,
     parse_version,
@@ -28,7 +29,7 @@ FEATURE_GATES_FLAG = "--feature-gates"
 CONFIG_CHECKSUM_ANNOTATION = "tke.kms/encryption-config-sha256"
 
 
-class ManifestError(Exception):
+class ManifestError(TkeKmsError):
     """The manifest cannot be used as asked; the message says what to fix."""
 
 

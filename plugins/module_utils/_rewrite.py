@@ -28,6 +28,7 @@ import time
 import typing as t
 from urllib.parse import quote, urlencode
 
+from ansible_collections.tke.kms.plugins.module_utils._errors import TkeKmsError
 from ansible_collections.tke.kms.plugins.module_utils._https import Endpoint, HttpsError, StatusError
 
 # Outcome names double as count names; not "skipped" and "failed", which Ansible reserves in task results.
@@ -46,7 +47,7 @@ TRANSIENT_STATUSES = (409, 429, 500, 503, 504)
 NAMES_KEPT = 1000  # missing and failed objects named in the result; all are counted
 
 
-class RewriteError(Exception):
+class RewriteError(TkeKmsError):
     """A resource that cannot be rewritten, or a run that had to stop (apiserver unreachable, list failed)."""
 
 

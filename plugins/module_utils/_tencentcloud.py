@@ -2,9 +2,9 @@
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
 """The one Tencent Cloud KMS client of the collection: options, credentials, endpoint, retries, errors.
 
-Modules build it through TencentKmsModule, which adds the shared options (doc fragment tke.kms.tencentcloud),
-reports a missing SDK the standard way and turns every Tencent error into one fail_json with code, message,
-RequestId and a hint on what to fix.
+Modules build it through TencentKmsModule (a TkeKmsModule), which adds the shared options (doc fragment
+tke.kms.tencentcloud), reports a missing SDK the standard way and turns every Tencent error into one failure
+with code, message, RequestId and a hint on what to fix.
 
 PRIVATE to the collection.
 """
@@ -14,7 +14,13 @@ from __future__ import annotations
 import traceback
 import typing as t
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import env_fallback
+from ansible_collections.tke.kms.plugins.module_utils._errors import TkeKmsError
+from ansible_collections.tke.kms.plugins.module_utils._module import (
+    Library,
+    TkeKmsModule,
+    merge_argument_specs,
+)
 from ansible_collections.tke.kms.plugins.module_utils._retries import backoff_delays, call_with_retries
 
 try:
@@ -29,6 +35,7 @@ else:
     SDK_IMPORT_ERROR = None
 
 SDK_PACKAGE = "tencentcloud-sdk-python-kms"
+TENCENTCLOUD_SDK = Library(SDK_PACKAGE, SDK_IMPORT_ERROR)
 KMS_SERVICE = "kms"
 KMS_API_VERSION = "2019-01-18"
 REQUEST_TIMEOUT = 15
@@ -82,7 +89,7 @@ def tencentcloud_argument_spec() -> t.Dict[str, t.Any]:
     )
 
 
-class TencentCloudError(Exception):
+class TencentCloudError(TkeKmsError):
     """A failed Tencent Cloud API call, as reported by the service or by the SDK's transport."""
 
     def __init__(self, action: str, code: str, message: str, request_id: t.Optional[str] = None) -> None:
@@ -107,7 +114,7 @@ class TencentCloudError(Exception):
             text += "; %s" % self.hint
         return text
 
-    def as_result(self) -> t.Dict[str, t.Any]:
+    def details(self) -> t.Dict[str, t.Any]:
         return dict(action=self.action, code=self.code, message=self.message, request_id=self.request_id)
 
 
@@ -181,15 +188,15 @@ class KmsClient:
         return call_with_retries(once, is_retryable, backoff_delays(self._retries), on_retry=self._on_retry)
 
 
-class TencentKmsModule(AnsibleModule):
-    """AnsibleModule with the shared Tencent Cloud options, the SDK check and a lazily built KmsClient."""
+class TencentKmsModule(TkeKmsModule):
+    """TkeKmsModule with the shared Tencent Cloud options, the SDK check and a lazily built KmsClient."""
 
     def __init__(self, argument_spec: t.Optional[t.Dict[str, t.Any]] = None, **kwargs: t.Any) -> None:
-        spec = tencentcloud_argument_spec()
-        spec.update(argument_spec or {})
-        super().__init__(argument_spec=spec, **kwargs)
-        if SDK_IMPORT_ERROR is not None:
-            self.fail_json(msg=missing_required_lib(SDK_PACKAGE), exception=SDK_IMPORT_ERROR)
+        super().__init__(
+            merge_argument_specs(tencentcloud_argument_spec(), argument_spec or {}),
+            libraries=[TENCENTCLOUD_SDK],
+            **kwargs,
+        )
         self._kms: t.Optional[KmsClient] = None
         self.retried: t.List[str] = []
 
@@ -207,15 +214,15 @@ class TencentKmsModule(AnsibleModule):
                     on_retry=self._record_retry,
                 )
             except ValueError as exc:
-                self.fail_json(msg=str(exc))
+                self.fail_from_exception(exc)
         return self._kms
 
     def _record_retry(self, error: Exception, attempt: int) -> None:
         if isinstance(error, TencentCloudError):
             self.retried.append("%s attempt %d: %s" % (error.action, attempt, error.code))
 
-    def fail_tencent(self, error: TencentCloudError, **result: t.Any) -> t.NoReturn:
-        """One clear failure: what was called, Tencent's code and message, the RequestId and what to fix."""
+    def fail_from_exception(self, error: BaseException, **result: t.Any) -> t.NoReturn:
+        """Also lists the retries made before the failure: throttling shows up as such."""
         if self.retried:
             result["retries"] = self.retried
-        self.fail_json(msg=error.describe(), error=error.as_result(), **result)
+        super().fail_from_exception(error, **result)

@@ -16,18 +16,27 @@ unless it loads to exactly that data: the text patches can never produce anythin
 from __future__ import annotations
 
 import json
+import traceback
 import typing as t
+
+from ansible_collections.tke.kms.plugins.module_utils._errors import TkeKmsError
+from ansible_collections.tke.kms.plugins.module_utils._module import Library
 
 try:
     import yaml
-except ImportError:  # the module reports the missing library (missing_required_lib)
+except ImportError:  # TkeKmsModule reports the missing library (libraries=[PYYAML])
     yaml = None  # type: ignore[assignment]
+    _YAML_IMPORT_ERROR: t.Optional[str] = traceback.format_exc()
+else:
+    _YAML_IMPORT_ERROR = None
+
+PYYAML = Library("PyYAML", _YAML_IMPORT_ERROR)
 
 _STR_TAG = "tag:yaml.org,2002:str"
 _END = "end"  # anchor of text appended after the last original item of a sequence
 
 
-class YamlEditError(Exception):
+class YamlEditError(TkeKmsError):
     """The document cannot be read or edited as asked."""
 
 

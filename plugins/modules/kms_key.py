@@ -421,7 +421,7 @@ def main() -> None:
     try:
         module.exit_json(**KeyManager(module).run())
     except TencentCloudError as exc:
-        module.fail_tencent(exc)
+        module.fail_from_exception(exc)
     except LookupError as exc:
         module.fail_json(msg=str(exc))
 

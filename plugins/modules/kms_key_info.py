@@ -128,7 +128,7 @@ def main() -> None:
     try:
         module.exit_json(changed=False, kms_keys=select_keys(module.kms, module.params))
     except TencentCloudError as exc:
-        module.fail_tencent(exc)
+        module.fail_from_exception(exc)
     except LookupError as exc:
         module.fail_json(msg=str(exc))
 
