@@ -12,22 +12,34 @@ options:
     description: etcd client URLs (default C(--etcd-servers) of the apiserver manifest O(manifest_path)).
     type: list
     elements: str
-  etcd_ca_file:
-    description: CA of the etcd servers (default C(--etcd-cafile)).
+  etcd_ca_cert:
+    description:
+      - CA of the etcd servers (default C(--etcd-cafile)).
+      - The old name O(etcd_ca_file) is deprecated and will be removed in 1.0.0.
     type: path
-  etcd_cert_file:
-    description: etcd client certificate (default C(--etcd-certfile), the apiserver's own).
+    aliases: [etcd_ca_file]
+  etcd_client_cert:
+    description:
+      - etcd client certificate (default C(--etcd-certfile), the apiserver's own).
+      - The old name O(etcd_cert_file) is deprecated and will be removed in 1.0.0.
     type: path
-  etcd_key_file:
-    description: Key of the etcd client certificate (default C(--etcd-keyfile)).
+    aliases: [etcd_cert_file]
+  etcd_client_key:
+    description:
+      - Key of the etcd client certificate (default C(--etcd-keyfile)).
+      - The old name O(etcd_key_file) is deprecated and will be removed in 1.0.0.
     type: path
+    aliases: [etcd_key_file]
   etcd_prefix:
     description: Key prefix of the apiserver's data (default C(--etcd-prefix), else V(/registry)).
     type: str
-  timeout:
-    description: Seconds to wait for each etcd answer.
-    type: float
+  etcd_timeout:
+    description:
+      - Seconds to wait for each etcd answer.
+      - The old name O(timeout) is deprecated and will be removed in 1.0.0.
+    type: int
     default: 30
+    aliases: [timeout]
 notes:
   - etcd is read through its v3 JSON gateway (C(/v3/kv/range); C(/v3beta) and C(/v3alpha) for etcd 3.3 and
     3.2), so the master needs no etcdctl. Values are read page by page from one etcd revision.

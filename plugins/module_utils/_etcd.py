@@ -2,8 +2,8 @@
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
 """Raw reads of what kube-apiserver stored in etcd, through etcd's v3 JSON gateway, and what the bytes say.
 
-PRIVATE to the collection. Runs on masters: standard library only. The apiserver's own etcd client
-certificate (from its manifest) is used, so nothing needs to be installed (no etcdctl).
+PRIVATE to the collection. Runs on masters: standard library and ansible-core only. The apiserver's own
+etcd client certificate (from its manifest) is used, so nothing needs to be installed (no etcdctl).
 
 An encrypted value starts with k8s:enc:<provider type>:<version>:<provider or key name>: - for example
 k8s:enc:kms:v2:tke-kms-plugin: - anything else is stored in the clear (identity).
@@ -16,6 +16,7 @@ import re
 import typing as t
 
 from ansible_collections.tke.kms.plugins.module_utils._https import Endpoint, HttpsError, StatusError
+from ansible_collections.tke.kms.plugins.module_utils._k8s_options import with_deprecated_alias
 from ansible_collections.tke.kms.plugins.module_utils._manifest import etcd_settings
 from ansible_collections.tke.kms.plugins.module_utils._master_api import read_manifest
 
@@ -287,14 +288,15 @@ def etcd_endpoints(
 
 
 def etcd_argument_spec() -> t.Dict[str, t.Any]:
+    """The etcd options (doc fragment tke.kms.master_etcd; merge with manifest_argument_spec, whose
+    manifest_path gives their defaults). The old names stay as deprecated aliases."""
     return dict(
-        manifest_path=dict(type="path", default="/etc/kubernetes/manifests/kube-apiserver.yaml"),
         etcd_endpoints=dict(type="list", elements="str"),
-        etcd_ca_file=dict(type="path"),
-        etcd_cert_file=dict(type="path"),
-        etcd_key_file=dict(type="path", no_log=False),
+        etcd_ca_cert=with_deprecated_alias(dict(type="path"), "etcd_ca_file"),
+        etcd_client_cert=with_deprecated_alias(dict(type="path"), "etcd_cert_file"),
+        etcd_client_key=with_deprecated_alias(dict(type="path", no_log=False), "etcd_key_file"),
         etcd_prefix=dict(type="str"),
-        timeout=dict(type="float", default=30),
+        etcd_timeout=with_deprecated_alias(dict(type="int", default=30), "timeout"),
     )
 
 
@@ -303,9 +305,9 @@ def etcd_reader(params: t.Dict[str, t.Any]) -> t.Tuple[EtcdReader, str]:
     settings = etcd_settings(read_manifest(params["manifest_path"]).flags())
     endpoints = etcd_endpoints(
         params["etcd_endpoints"] or settings["servers"],
-        params["etcd_ca_file"] or settings["ca_file"],
-        params["etcd_cert_file"] or settings["cert_file"],
-        params["etcd_key_file"] or settings["key_file"],
-        params["timeout"],
+        params["etcd_ca_cert"] or settings["ca_file"],
+        params["etcd_client_cert"] or settings["cert_file"],
+        params["etcd_client_key"] or settings["key_file"],
+        params["etcd_timeout"],
     )
     return EtcdReader(endpoints), params["etcd_prefix"] or settings["prefix"]

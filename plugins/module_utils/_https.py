@@ -4,10 +4,10 @@
 
 PRIVATE to the collection. Runs on masters: standard library (and PyYAML to read a kubeconfig) only.
 
-Credentials for the apiserver, in this order: explicit client_cert/client_key; the kubeconfig on the master
-(kubeadm's /etc/kubernetes/admin.conf, embedded certificates or a token); the apiserver's own kubelet client
-certificate from its manifest (kubeadm puts it in system:masters, or kubeadm:cluster-admins from 1.29).
-The connection always goes to this master's apiserver, not to the kubeconfig's server (often a load balancer).
+Credentials for the apiserver, in this order: an explicit client certificate or token; the kubeconfig on the
+master (kubeadm's /etc/kubernetes/admin.conf, embedded certificates or a token); the apiserver's own kubelet
+client certificate from its manifest (kubeadm puts it in system:masters, or kubeadm:cluster-admins from 1.29).
+Which server to call is the caller's choice (_master_api: host, a kubeconfig's server, or this master's own).
 
 Each thread that calls an Endpoint keeps one HTTP/1.1 connection to it alive (a TLS handshake with a client
 certificate costs more than a small API call), so a pool of worker threads gets one connection per worker.
@@ -62,6 +62,7 @@ class Endpoint:
         key_file: t.Optional[str] = None,
         token: t.Optional[str] = None,
         timeout: float = 10,
+        verify: bool = True,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("https", "http") or not parts.hostname:
@@ -75,6 +76,7 @@ class Endpoint:
         self.key_file = key_file
         self.token = token
         self.timeout = timeout
+        self.verify = verify
         self._tmpdir: t.Optional[str] = None
         self._context: t.Optional[ssl.SSLContext] = None
         self._lock = threading.Lock()
@@ -123,6 +125,9 @@ class Endpoint:
                 context = ssl.create_default_context(cafile=self.ca_file)
                 if self.cert_file:
                     context.load_cert_chain(self.cert_file, self.key_file)
+                if not self.verify:  # validate_certs=false, or the kubeconfig's insecure-skip-tls-verify
+                    context.check_hostname = False
+                    context.verify_mode = ssl.CERT_NONE
             except (ssl.SSLError, OSError) as exc:
                 raise HttpsError("cannot load the TLS files for %s: %s" % (self.url, exc)) from exc
             self._context = context
@@ -221,44 +226,31 @@ def _message(raw: bytes, decoded: t.Any) -> str:
     return str(decoded)[:300]
 
 
+# A file of a kubeconfig: its path, or the bytes of its *-data field.
+FileOrData = t.Union[str, bytes, None]
+
+
+class Kubeconfig(t.NamedTuple):
+    """What one context of a kubeconfig says: the server, the CA, and the user's credentials."""
+
+    path: str
+    server: t.Optional[str]
+    ca: FileOrData
+    cert: FileOrData
+    key: FileOrData
+    token: t.Optional[str]
+    insecure: bool
+
+
 def _kubeconfig_entry(config: t.Dict[str, t.Any], kind: str, name: t.Optional[str]) -> t.Dict[str, t.Any]:
     for item in config.get(kind + "s") or []:
-        if item.get("name") == name:
+        if isinstance(item, dict) and item.get("name") == name:
             return item.get(kind) or {}
     return {}
 
 
-def apiserver_endpoint(
-    url: str,
-    *,
-    client_cert: t.Optional[str] = None,
-    client_key: t.Optional[str] = None,
-    ca_file: t.Optional[str] = None,
-    kubeconfig: t.Optional[str] = None,
-    manifest_flags: t.Optional[t.Dict[str, t.Optional[str]]] = None,
-    timeout: float = 10,
-) -> Endpoint:
-    """An Endpoint for this master's apiserver with the first credentials found (see the docstring above)."""
-    flags = manifest_flags or {}
-    endpoint = Endpoint(url, ca_file=ca_file, timeout=timeout)
-    if client_cert:
-        endpoint.cert_file, endpoint.key_file = client_cert, client_key or client_cert
-    elif kubeconfig and os.path.isfile(kubeconfig):
-        _load_kubeconfig(endpoint, kubeconfig)
-    elif flags.get("--kubelet-client-certificate"):
-        endpoint.cert_file = flags["--kubelet-client-certificate"]
-        endpoint.key_file = flags.get("--kubelet-client-key")
-    else:
-        raise HttpsError(
-            "no credentials for the apiserver: give client_cert and client_key, or a kubeconfig that exists "
-            "on the master (kubeadm: /etc/kubernetes/admin.conf)"
-        )
-    if endpoint.ca_file is None:
-        endpoint.ca_file = flags.get("--client-ca-file")
-    return endpoint
-
-
-def _load_kubeconfig(endpoint: Endpoint, path: str) -> None:
+def read_kubeconfig(path: str, context: t.Optional[str] = None) -> Kubeconfig:
+    """The context (default: the current one) of the kubeconfig at path; HttpsError when it cannot be read."""
     if yaml is None:
         raise HttpsError("PyYAML is needed to read the kubeconfig %s" % path)
     try:
@@ -268,26 +260,87 @@ def _load_kubeconfig(endpoint: Endpoint, path: str) -> None:
         raise HttpsError(syntax_error_message("the kubeconfig %s" % path, exc)) from None
     except OSError as exc:
         raise HttpsError("cannot read the kubeconfig %s: %s" % (path, exc)) from exc
-    context = _kubeconfig_entry(config, "context", config.get("current-context"))
-    user = _kubeconfig_entry(config, "user", context.get("user"))
-    cluster = _kubeconfig_entry(config, "cluster", context.get("cluster"))
+    if not isinstance(config, dict):
+        raise HttpsError("the kubeconfig %s is not a kubeconfig (no mapping at its top)" % path)
+    name = context or config.get("current-context")
+    contexts = [c.get("name") for c in config.get("contexts") or [] if isinstance(c, dict)]
+    if context and context not in contexts:
+        raise HttpsError(
+            "the kubeconfig %s has no context %r (it has: %s)"
+            % (path, context, ", ".join(map(str, contexts)))
+        )
+    entry = _kubeconfig_entry(config, "context", name)
+    user = _kubeconfig_entry(config, "user", entry.get("user"))
+    cluster = _kubeconfig_entry(config, "cluster", entry.get("cluster"))
     base = os.path.dirname(os.path.abspath(path))
 
-    def file_or_data(file_key: str, data_key: str, name: str, source: t.Dict[str, t.Any]) -> t.Optional[str]:
-        if source.get(data_key):
-            return endpoint.materialize(name, base64.b64decode(source[data_key]))
+    def file_or_data(source: t.Dict[str, t.Any], file_key: str) -> FileOrData:
+        if source.get(file_key + "-data"):
+            return base64.b64decode(source[file_key + "-data"])
         if source.get(file_key):
             return os.path.join(base, source[file_key])
         return None
 
-    endpoint.cert_file = file_or_data("client-certificate", "client-certificate-data", "client.crt", user)
-    endpoint.key_file = file_or_data("client-key", "client-key-data", "client.key", user)
-    endpoint.token = user.get("token")
-    if endpoint.ca_file is None:
-        endpoint.ca_file = file_or_data(
-            "certificate-authority", "certificate-authority-data", "ca.crt", cluster
-        )
-    if not (endpoint.cert_file or endpoint.token):
+    return Kubeconfig(
+        path=path,
+        server=cluster.get("server") or None,
+        ca=file_or_data(cluster, "certificate-authority"),
+        cert=file_or_data(user, "client-certificate"),
+        key=file_or_data(user, "client-key"),
+        token=user.get("token") or None,
+        insecure=bool(cluster.get("insecure-skip-tls-verify")),
+    )
+
+
+def _file(endpoint: Endpoint, name: str, value: FileOrData) -> t.Optional[str]:
+    """A path for the ssl module: the kubeconfig's own file, or its embedded data in a private file."""
+    if isinstance(value, bytes):
+        return endpoint.materialize(name, value)
+    return value
+
+
+def apiserver_endpoint(
+    url: str,
+    *,
+    client_cert: t.Optional[str] = None,
+    client_key: t.Optional[str] = None,
+    token: t.Optional[str] = None,
+    ca_file: t.Optional[str] = None,
+    kubeconfig: t.Optional[Kubeconfig] = None,
+    manifest_flags: t.Optional[t.Dict[str, t.Optional[str]]] = None,
+    timeout: float = 10,
+    validate_certs: t.Optional[bool] = None,
+) -> Endpoint:
+    """An Endpoint for url with the first credentials found (see the docstring above).
+
+    The CA: ca_file, else the kubeconfig's, else the manifest's --client-ca-file. Certificates are verified
+    unless validate_certs is false, or it is unset and the kubeconfig says insecure-skip-tls-verify.
+    """
+    flags = manifest_flags or {}
+    verify = validate_certs if validate_certs is not None else not (kubeconfig and kubeconfig.insecure)
+    endpoint = Endpoint(url, ca_file=ca_file, timeout=timeout, verify=verify)
+    if client_cert:
+        endpoint.cert_file, endpoint.key_file = client_cert, client_key or client_cert
+    elif token:
+        endpoint.token = token
+    elif kubeconfig is not None:
+        if not (kubeconfig.cert or kubeconfig.token):
+            raise HttpsError(
+                "the kubeconfig %s has no client certificate or token for its context" % kubeconfig.path
+            )
+        endpoint.cert_file = _file(endpoint, "client.crt", kubeconfig.cert)
+        endpoint.key_file = _file(endpoint, "client.key", kubeconfig.key)
+        endpoint.token = kubeconfig.token
+    elif flags.get("--kubelet-client-certificate"):
+        endpoint.cert_file = flags["--kubelet-client-certificate"]
+        endpoint.key_file = flags.get("--kubelet-client-key")
+    else:
         raise HttpsError(
-            "the kubeconfig %s has no client certificate or token for its current context" % path
+            "no credentials for the apiserver: give client_cert and client_key (or api_key), or a kubeconfig "
+            "that exists on the master (kubeadm: /etc/kubernetes/admin.conf)"
         )
+    if endpoint.ca_file is None and kubeconfig is not None:
+        endpoint.ca_file = _file(endpoint, "ca.crt", kubeconfig.ca)
+    if endpoint.ca_file is None:
+        endpoint.ca_file = flags.get("--client-ca-file")
+    return endpoint

@@ -16,8 +16,13 @@ import os
 import traceback
 import typing as t
 
-from ansible.module_utils.basic import env_fallback, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.tke.kms.plugins.module_utils._errors import TkeKmsError
+from ansible_collections.tke.kms.plugins.module_utils._k8s_options import (
+    KUBECONFIG_ENV,
+    connection_options,
+    from_env,
+)
 from ansible_collections.tke.kms.plugins.module_utils._module import Library
 from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import syntax_error_message
 
@@ -46,20 +51,9 @@ def k8s_auth_argument_spec() -> t.Dict[str, t.Any]:
     """Connection options, named as kubernetes.core names them (doc fragment tke.kms.k8s_auth)."""
     return dict(
         # no_log: given inline it holds tokens and keys (see narrow_kubeconfig_masking)
-        kubeconfig=dict(type="raw", no_log=True, fallback=(env_fallback, ["K8S_AUTH_KUBECONFIG"])),
-        context=dict(type="str", fallback=(env_fallback, ["K8S_AUTH_CONTEXT"])),
-        host=dict(type="str", fallback=(env_fallback, ["K8S_AUTH_HOST"])),
-        api_key=dict(type="str", no_log=True, fallback=(env_fallback, ["K8S_AUTH_API_KEY"])),
-        validate_certs=dict(
-            type="bool", aliases=["verify_ssl"], fallback=(env_fallback, ["K8S_AUTH_VERIFY_SSL"])
-        ),
-        ca_cert=dict(type="path", aliases=["ssl_ca_cert"], fallback=(env_fallback, ["K8S_AUTH_SSL_CA_CERT"])),
-        client_cert=dict(type="path", aliases=["cert_file"], fallback=(env_fallback, ["K8S_AUTH_CERT_FILE"])),
-        client_key=dict(
-            type="path", aliases=["key_file"], no_log=False, fallback=(env_fallback, ["K8S_AUTH_KEY_FILE"])
-        ),
-        proxy=dict(type="str", fallback=(env_fallback, ["K8S_AUTH_PROXY"])),
-        api_timeout=dict(type="int", default=30),
+        kubeconfig=dict(type="raw", no_log=True, fallback=from_env(KUBECONFIG_ENV)),
+        proxy=dict(type="str", fallback=from_env("K8S_AUTH_PROXY")),
+        **connection_options(api_timeout=30),
     )
 
 

@@ -1,28 +1,53 @@
 # Copyright (c) tke.kms contributors
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
-"""Options and connection of modules that run on a master and call that master's own kube-apiserver.
+"""Options and connection of modules that run on a master and call a kube-apiserver (by default its own).
 
 PRIVATE to the collection (doc fragment tke.kms.master_api). Standard library and PyYAML only.
+
+Which server: O(host) (or K8S_AUTH_HOST); else the server of a kubeconfig the user gave (O(kubeconfig) or
+K8S_AUTH_KUBECONFIG); else this master's own apiserver, from its manifest - not the server of kubeadm's
+admin.conf, which is often a load balancer in front of every master. Credentials: see _https.
 """
 
 from __future__ import annotations
 
+import os
 import typing as t
 
 from ansible_collections.tke.kms.plugins.module_utils import _manifest as mf
 from ansible_collections.tke.kms.plugins.module_utils._files import read_text
-from ansible_collections.tke.kms.plugins.module_utils._https import Endpoint, apiserver_endpoint
+from ansible_collections.tke.kms.plugins.module_utils._https import (
+    Endpoint,
+    Kubeconfig,
+    apiserver_endpoint,
+    read_kubeconfig,
+)
+from ansible_collections.tke.kms.plugins.module_utils._k8s_options import (
+    KUBECONFIG_ENV,
+    connection_options,
+    from_env,
+    with_deprecated_alias,
+)
+
+MANIFEST_PATH = "/etc/kubernetes/manifests/kube-apiserver.yaml"
+ADMIN_CONF = "/etc/kubernetes/admin.conf"  # kubeadm's: credentials when no kubeconfig is given
+API_TIMEOUT = 10  # seconds for one answer: a master's own apiserver answers at once or is not ready
+
+
+def manifest_argument_spec() -> t.Dict[str, t.Any]:
+    return dict(manifest_path=dict(type="path", default=MANIFEST_PATH))
 
 
 def master_api_argument_spec() -> t.Dict[str, t.Any]:
+    """manifest_path and the connection options (doc fragment tke.kms.master_api); url and ca_file are the
+    deprecated names of host and ca_cert."""
+    options = connection_options(api_timeout=API_TIMEOUT)
+    options["host"] = with_deprecated_alias(options["host"], "url")
+    options["ca_cert"] = with_deprecated_alias(options["ca_cert"], "ca_file")
     return dict(
-        manifest_path=dict(type="path", default="/etc/kubernetes/manifests/kube-apiserver.yaml"),
-        url=dict(type="str"),
-        kubeconfig=dict(type="path", default="/etc/kubernetes/admin.conf"),
-        client_cert=dict(type="path"),
-        client_key=dict(type="path", no_log=False),
-        ca_file=dict(type="path"),
-        api_timeout=dict(type="float", default=10),
+        manifest_argument_spec(),
+        kubeconfig=dict(type="path", fallback=from_env(KUBECONFIG_ENV)),
+        **options,
     )
 
 
@@ -34,14 +59,34 @@ def read_manifest(path: str) -> mf.ApiserverManifest:
     return mf.ApiserverManifest(text, path)
 
 
+def credentials_kubeconfig(params: t.Dict[str, t.Any]) -> t.Optional[Kubeconfig]:
+    """The kubeconfig the user gave, else kubeadm's admin.conf; None when that file does not exist (the
+    kubelet client certificate of the manifest is used then)."""
+    path = params.get("kubeconfig") or ADMIN_CONF
+    return read_kubeconfig(path, params.get("context")) if os.path.isfile(path) else None
+
+
+def server_url(
+    params: t.Dict[str, t.Any], kubeconfig: t.Optional[Kubeconfig], manifest: mf.ApiserverManifest
+) -> str:
+    """host > the server of a kubeconfig the user gave > this master's own apiserver."""
+    if params.get("host"):
+        return t.cast(str, params["host"])
+    if params.get("kubeconfig") and kubeconfig is not None and kubeconfig.server:
+        return kubeconfig.server
+    return mf.apiserver_url(manifest.flags())
+
+
 def master_endpoint(params: t.Dict[str, t.Any], manifest: mf.ApiserverManifest) -> Endpoint:
-    flags = manifest.flags()
+    kubeconfig = credentials_kubeconfig(params)
     return apiserver_endpoint(
-        params["url"] or mf.apiserver_url(flags),
-        client_cert=params["client_cert"],
-        client_key=params["client_key"],
-        ca_file=params["ca_file"],
-        kubeconfig=params["kubeconfig"],
-        manifest_flags=flags,
-        timeout=params["api_timeout"],
+        server_url(params, kubeconfig, manifest),
+        client_cert=params.get("client_cert"),
+        client_key=params.get("client_key"),
+        token=params.get("api_key"),
+        ca_file=params.get("ca_cert"),
+        kubeconfig=kubeconfig,
+        manifest_flags=manifest.flags(),
+        timeout=params.get("api_timeout") or API_TIMEOUT,
+        validate_certs=params.get("validate_certs"),
     )

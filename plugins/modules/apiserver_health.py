@@ -14,10 +14,24 @@ description:
     which tells whether it was restarted after a manifest change (O(previous_started_at), O(started_after)).
   - KMS health checks (C(kms-provider-N), C(kms-providers)) must be listed and passing when O(require_kms) is
     on.
-  - One probe per run. An apiserver that is down or not ready yet is a result (RV(healthy=false) and
-    RV(message)), not a failure, so a task waits for it with C(until), C(retries) and C(delay), printing its
-    progress on every retry.
+  - Fails when the apiserver is not healthy, saying why (RV(message)); RV(healthy) and the other values are
+    in the result either way. With O(wait), it probes every O(wait_sleep) seconds until the apiserver is
+    healthy or O(wait_timeout) seconds have passed; without, it probes once.
 options:
+  wait:
+    description:
+      - Wait for the apiserver to become healthy, up to O(wait_timeout) seconds.
+      - V(false) probes once (and fails at once when the apiserver is not healthy).
+    type: bool
+    default: false
+  wait_timeout:
+    description: Seconds to wait at most, with O(wait).
+    type: float
+    default: 120
+  wait_sleep:
+    description: Seconds between two probes, with O(wait).
+    type: float
+    default: 5
   previous_started_at:
     description:
       - The RV(started_at) this module returned before the change. RV(healthy) also needs the apiserver to run
@@ -62,10 +76,19 @@ EXAMPLES = r"""
 - name: Wait for the apiserver on this master to come back with the new manifest
   tke.kms.apiserver_health:
     previous_started_at: "{{ before.started_at }}"
+    wait: true
+    wait_timeout: 300
   register: apiserver
-  until: apiserver.healthy
-  retries: 60
-  delay: 5
+
+- name: Record whether a master is healthy without failing the play
+  tke.kms.apiserver_health:
+  register: probe
+  failed_when: false
+
+- name: Ask another apiserver, with the credentials of a kubeconfig on the master
+  tke.kms.apiserver_health:
+    host: https://10.0.0.12:6443
+    kubeconfig: /etc/kubernetes/admin.conf
 """
 
 RETURN = r"""
@@ -91,42 +114,80 @@ started_at:
   description: Start time of the apiserver process (seconds since the epoch), as its /metrics reports it.
   returned: when the apiserver is ready and its /metrics answers
   type: float
+waited:
+  description: Seconds spent waiting (with O(wait)).
+  returned: always
+  type: float
 restarted:
   description: Whether RV(started_at) is after O(previous_started_at), else after O(started_after).
   returned: when O(previous_started_at) or O(started_after) is set and the apiserver is ready
   type: bool
 message:
-  description: One line saying what was found.
+  description: One line saying what was found (also the failure's C(msg)).
   returned: always
   type: str
   sample: "https://10.0.0.11:6443: ready, kms-provider-0 ok, started 21s after the change"
 """
 
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+import typing as t
+
 from ansible_collections.tke.kms.plugins.module_utils import _encryption_config as ec
-from ansible_collections.tke.kms.plugins.module_utils._https import HttpsError
+from ansible_collections.tke.kms.plugins.module_utils._https import Endpoint, HttpsError
+from ansible_collections.tke.kms.plugins.module_utils._k8s_waiter import wait_until
 from ansible_collections.tke.kms.plugins.module_utils._manifest import ManifestError
 from ansible_collections.tke.kms.plugins.module_utils._master_api import (
     master_api_argument_spec,
     master_endpoint,
     read_manifest,
 )
+from ansible_collections.tke.kms.plugins.module_utils._module import TkeKmsModule, merge_argument_specs
 from ansible_collections.tke.kms.plugins.module_utils._readiness import probe, runs_kms
-from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import yaml
+from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import PYYAML
+
+
+def probe_until_healthy(
+    endpoint: Endpoint, path: str, require_kms: bool, params: t.Dict[str, t.Any]
+) -> t.Dict[str, t.Any]:
+    """The last probe's result, with `waited`: one probe, or (wait) probes until healthy or the deadline."""
+    last: t.Dict[str, t.Any] = {}
+
+    def check() -> t.Tuple[bool, str]:
+        last.clear()
+        last.update(
+            probe(
+                endpoint,
+                path,
+                require_kms,
+                started_after=params["started_after"],
+                previous_started_at=params["previous_started_at"],
+                report_start=True,
+            )
+        )
+        return last["healthy"], last["message"]
+
+    timeout = params["wait_timeout"] if params["wait"] else 0
+    healthy, _message, waited = wait_until(check, timeout, params["wait_sleep"])
+    last["waited"] = round(waited, 1)
+    if params["wait"] and not healthy:
+        last["message"] += "; not healthy within %ss" % params["wait_timeout"]
+    return last
 
 
 def main() -> None:
-    spec = master_api_argument_spec()
-    spec.update(
-        previous_started_at=dict(type="float"),
-        started_after=dict(type="float"),
-        require_kms=dict(type="bool"),
-        kubernetes_version=dict(type="str"),
+    spec = merge_argument_specs(
+        master_api_argument_spec(),
+        dict(
+            previous_started_at=dict(type="float"),
+            started_after=dict(type="float"),
+            require_kms=dict(type="bool"),
+            kubernetes_version=dict(type="str"),
+            wait=dict(type="bool", default=False),
+            wait_timeout=dict(type="float", default=120),
+            wait_sleep=dict(type="float", default=5),
+        ),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    if yaml is None:
-        module.fail_json(msg=missing_required_lib("PyYAML"))
+    module = TkeKmsModule(spec, libraries=[PYYAML], supports_check_mode=True)
     params = module.params
     try:
         manifest = read_manifest(params["manifest_path"])
@@ -136,18 +197,13 @@ def main() -> None:
         if require_kms is None:
             require_kms = version >= (1, 16) and runs_kms(manifest)
     except (ManifestError, HttpsError, ec.ConfigError, OSError) as exc:
-        module.fail_json(msg=str(exc))
-    path = "/readyz" if version >= (1, 16) else "/healthz"
+        module.fail_from_exception(exc)
     with endpoint:
-        result = probe(
-            endpoint,
-            path,
-            require_kms,
-            started_after=params["started_after"],
-            previous_started_at=params["previous_started_at"],
-            report_start=True,
+        result = probe_until_healthy(
+            endpoint, "/readyz" if version >= (1, 16) else "/healthz", require_kms, params
         )
-    # msg as well: when a retried task gives up, Ansible shows the last result's msg
+    if not result["healthy"]:
+        module.fail_json(msg=result["message"], changed=False, **result)
     module.exit_json(changed=False, msg=result["message"], **result)
 
 

@@ -13,9 +13,9 @@ description:
   - For a kube-apiserver that runs with C(--encryption-provider-config-automatic-reload=true) (Kubernetes 1.26
     and later; M(tke.kms.apiserver_manifest) O(tke.kms.apiserver_manifest#module:automatic_reload)). Such an
     apiserver re-reads its encryption configuration about once a minute and replaces its encryption
-    providers without a restart; this module waits, polling every O(delay) seconds until O(timeout), until
-    the apiserver of the master the task runs on has loaded the configuration file as it is now, and is
-    ready.
+    providers without a restart; this module waits, polling every O(wait_sleep) seconds until
+    O(wait_timeout), until the apiserver of the master the task runs on has loaded the configuration file
+    as it is now, and is ready.
   - Loaded means the apiserver reports the file's hash, C(sha256:) and the SHA-256 of its exact bytes, in the
     metric C(apiserver_encryption_config_controller_last_config_info). An apiserver that does not report
     that metric (releases before it) counts as having loaded the file when its last successful reload
@@ -38,14 +38,20 @@ options:
       - The encryption configuration on the master. If not set, the file the manifest names (at the host path
         of its volume mount).
     type: path
-  timeout:
-    description: Seconds to wait at most.
+  wait_timeout:
+    description:
+      - Seconds to wait at most.
+      - The old name O(timeout) is deprecated and will be removed in 1.0.0.
     type: float
     default: 180
-  delay:
-    description: Seconds between two probes.
+    aliases: [timeout]
+  wait_sleep:
+    description:
+      - Seconds between two probes.
+      - The old name O(delay) is deprecated and will be removed in 1.0.0.
     type: float
     default: 5
+    aliases: [delay]
   failure_grace:
     description:
       - Seconds after the first failed reload since the file changed during which the apiserver may still
@@ -66,7 +72,7 @@ extends_documentation_fragment:
   - tke.kms.attributes.INFO_MODULE
 notes:
   - The apiserver polls the file every 60 seconds (and retries a failed reload with a back-off), so a wait
-    takes up to about a minute; keep O(timeout) at two minutes or more.
+    takes up to about a minute; keep O(wait_timeout) at two minutes or more.
   - The credentials need C(get) on the C(/metrics) and C(/readyz) URLs (kubeadm's C(admin.conf) has it).
 seealso:
   - module: tke.kms.apiserver_manifest
@@ -84,7 +90,7 @@ EXAMPLES = r"""
 - name: Wait for kube-apiserver to load it, without a restart
   tke.kms.apiserver_reload_wait:
     config_path: "{{ config.path }}"
-    timeout: 180
+    wait_timeout: 180
   when: config is changed
 """
 
@@ -148,18 +154,19 @@ import os
 import time
 import typing as t
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.tke.kms.plugins.module_utils import _encryption_config as ec
 from ansible_collections.tke.kms.plugins.module_utils import _manifest as mf
 from ansible_collections.tke.kms.plugins.module_utils import _reload as rl
 from ansible_collections.tke.kms.plugins.module_utils._https import Endpoint, HttpsError
+from ansible_collections.tke.kms.plugins.module_utils._k8s_options import with_deprecated_alias
 from ansible_collections.tke.kms.plugins.module_utils._master_api import (
     master_api_argument_spec,
     master_endpoint,
     read_manifest,
 )
+from ansible_collections.tke.kms.plugins.module_utils._module import TkeKmsModule, merge_argument_specs
 from ansible_collections.tke.kms.plugins.module_utils._readiness import metrics, probe, process_start_time
-from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import yaml
+from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import PYYAML
 
 
 class ConfigFile(t.NamedTuple):
@@ -294,10 +301,10 @@ class Waiter:
         return result
 
 
-def wait(module: AnsibleModule, waiter: Waiter) -> t.Dict[str, t.Any]:
+def wait(module: TkeKmsModule, waiter: Waiter) -> t.Dict[str, t.Any]:
     params = module.params
     started = time.monotonic()
-    deadline = started + params["timeout"]
+    deadline = started + params["wait_timeout"]
     while True:
         result = waiter.check()
         result["waited"] = round(time.monotonic() - started, 1)
@@ -306,25 +313,25 @@ def wait(module: AnsibleModule, waiter: Waiter) -> t.Dict[str, t.Any]:
         if waiter.gave_up():
             result["message"] += "; gave up %.0fs after the failed reload" % params["failure_grace"]
             module.fail_json(msg=result["message"], **result)
-        if time.monotonic() + params["delay"] > deadline:
+        if time.monotonic() + params["wait_sleep"] > deadline:
             result["message"] += "; waited %.0fs" % result["waited"]
             module.fail_json(msg=result["message"], **result)
-        time.sleep(params["delay"])  # the poll interval of a wait with a deadline
+        time.sleep(params["wait_sleep"])  # the poll interval of a wait with a deadline
 
 
 def main() -> None:
-    spec = master_api_argument_spec()
-    spec.update(
-        config_path=dict(type="path"),
-        timeout=dict(type="float", default=180),
-        delay=dict(type="float", default=5),
-        failure_grace=dict(type="float", default=30),
-        require_kms=dict(type="bool"),
-        kubernetes_version=dict(type="str"),
+    spec = merge_argument_specs(
+        master_api_argument_spec(),
+        dict(
+            config_path=dict(type="path"),
+            wait_timeout=with_deprecated_alias(dict(type="float", default=180), "timeout"),
+            wait_sleep=with_deprecated_alias(dict(type="float", default=5), "delay"),
+            failure_grace=dict(type="float", default=30),
+            require_kms=dict(type="bool"),
+            kubernetes_version=dict(type="str"),
+        ),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    if yaml is None:
-        module.fail_json(msg=missing_required_lib("PyYAML"))
+    module = TkeKmsModule(spec, libraries=[PYYAML], supports_check_mode=True)
     params = module.params
     try:
         manifest = read_manifest(params["manifest_path"])
@@ -333,14 +340,14 @@ def main() -> None:
         read_config_file(config_path)  # a config that cannot be read fails before any waiting
         endpoint = master_endpoint(params, manifest)
     except (mf.ManifestError, HttpsError, ec.ConfigError, OSError) as exc:
-        module.fail_json(msg=str(exc))
+        module.fail_from_exception(exc)
     with endpoint:
         try:
             result = wait(
                 module, Waiter(endpoint, config_path, params["require_kms"], params["failure_grace"])
             )
         except (mf.ManifestError, ec.ConfigError) as exc:
-            module.fail_json(msg=str(exc))
+            module.fail_from_exception(exc)
     module.exit_json(changed=False, msg=result["message"], **result)
 
 

@@ -182,7 +182,6 @@ import re
 import typing as t
 import urllib.request
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.tke.kms.plugins.module_utils import _encryption_config as ec
 from ansible_collections.tke.kms.plugins.module_utils import _manifest as mf
 from ansible_collections.tke.kms.plugins.module_utils import _readiness as rd
@@ -203,8 +202,9 @@ from ansible_collections.tke.kms.plugins.module_utils._master_api import (
     master_endpoint,
     read_manifest,
 )
+from ansible_collections.tke.kms.plugins.module_utils._module import TkeKmsModule, merge_argument_specs
 from ansible_collections.tke.kms.plugins.module_utils._status import running_config
-from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import yaml
+from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import PYYAML
 
 HEALTH_STATE = re.compile(
     rb'^tke_kms_plugin_health_state\{[^}]*state="([a-z]+)"[^}]*\}\s+1(?:\.0)?\s*$', re.MULTILINE
@@ -283,18 +283,18 @@ def write_storage(config: t.Optional[t.Dict[str, t.Any]]) -> t.Tuple[str, t.Opti
 
 
 def main() -> None:
-    spec = master_api_argument_spec()
-    spec.update(etcd_argument_spec())
-    spec.update(
-        kubernetes_version=dict(type="str"),
-        resources=dict(type="list", elements="str"),
-        count_objects=dict(type="bool", default=True),
-        plugin_metrics_url=dict(type="str", default="http://127.0.0.1:9876/metrics"),
-        plugin_timeout=dict(type="float", default=5),
+    spec = merge_argument_specs(
+        master_api_argument_spec(),
+        etcd_argument_spec(),
+        dict(
+            kubernetes_version=dict(type="str"),
+            resources=dict(type="list", elements="str"),
+            count_objects=dict(type="bool", default=True),
+            plugin_metrics_url=dict(type="str", default="http://127.0.0.1:9876/metrics"),
+            plugin_timeout=dict(type="float", default=5),
+        ),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    if yaml is None:
-        module.fail_json(msg=missing_required_lib("PyYAML"))
+    module = TkeKmsModule(spec, libraries=[PYYAML], supports_check_mode=True)
     params = module.params
     try:
         manifest = read_manifest(params["manifest_path"])
@@ -302,7 +302,7 @@ def main() -> None:
         config_path = manifest.encryption_config_host_path()
         config = ec.read_config(config_path) if config_path else None
     except (mf.ManifestError, ec.ConfigError, OSError) as exc:
-        module.fail_json(msg=str(exc))
+        module.fail_from_exception(exc)
     data, changed_at = read_config_file(config_path)
     disk_hash = rl.config_hash(data) if data is not None else None
     apiserver, body = ask_apiserver(params, manifest)
@@ -348,7 +348,7 @@ def main() -> None:
                 list_pending=False,
             )
         except (mf.ManifestError, HttpsError, ValueError) as exc:
-            module.fail_json(msg="cannot count the objects in etcd: %s" % exc)
+            module.fail_from_exception(exc, counting="the objects in etcd")
         result["objects"] = {resource: census.counts() for resource, census in each.items()}
     module.exit_json(**result)
 

@@ -141,7 +141,6 @@ import base64
 import secrets as random
 import typing as t
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.tke.kms.plugins.module_utils._etcd import (
     TARGETS,
     EtcdReader,
@@ -161,8 +160,9 @@ from ansible_collections.tke.kms.plugins.module_utils._master_api import (
     master_endpoint,
     read_manifest,
 )
+from ansible_collections.tke.kms.plugins.module_utils._module import TkeKmsModule, merge_argument_specs
 from ansible_collections.tke.kms.plugins.module_utils._secrets_api import secret_path
-from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import yaml
+from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import PYYAML
 
 
 def round_trip(
@@ -235,18 +235,18 @@ def pending_note(each: t.Dict[str, SecretCensus], target: str, provider: str) ->
 
 
 def main() -> None:
-    spec = master_api_argument_spec()
-    spec.update(etcd_argument_spec())
-    spec.update(
-        provider_name=dict(type="str", default="tke-kms-plugin"),
-        target=dict(type="str", choices=list(TARGETS), default="kms"),
-        resources=dict(type="list", elements="str", default=["secrets"]),
-        namespace=dict(type="str", default="default"),
-        fail_on_pending=dict(type="bool", default=True),
+    spec = merge_argument_specs(
+        master_api_argument_spec(),
+        etcd_argument_spec(),
+        dict(
+            provider_name=dict(type="str", default="tke-kms-plugin"),
+            target=dict(type="str", choices=list(TARGETS), default="kms"),
+            resources=dict(type="list", elements="str", default=["secrets"]),
+            namespace=dict(type="str", default="default"),
+            fail_on_pending=dict(type="bool", default=True),
+        ),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    if yaml is None:
-        module.fail_json(msg=missing_required_lib("PyYAML"))
+    module = TkeKmsModule(spec, libraries=[PYYAML], supports_check_mode=True)
     params = module.params
     provider, target = params["provider_name"], params["target"]
     result: t.Dict[str, t.Any] = dict(changed=False)
@@ -261,7 +261,7 @@ def main() -> None:
                 problems.extend(probe_problems(probe, target, provider))
         found, each = census_of_resources(reader, etcd_prefix, provider, params["resources"], target=target)
     except (ManifestError, HttpsError, ValueError) as exc:
-        module.fail_json(msg=str(exc), **result)
+        module.fail_from_exception(exc, **result)
     result.update(
         pending_sample=found.pending[:20],
         target=target,

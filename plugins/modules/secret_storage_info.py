@@ -140,7 +140,6 @@ pending:
 """
 
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.tke.kms.plugins.module_utils._etcd import (
     TARGETS,
     census_of_resources,
@@ -149,21 +148,24 @@ from ansible_collections.tke.kms.plugins.module_utils._etcd import (
 )
 from ansible_collections.tke.kms.plugins.module_utils._https import HttpsError
 from ansible_collections.tke.kms.plugins.module_utils._manifest import ManifestError
-from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import yaml
+from ansible_collections.tke.kms.plugins.module_utils._master_api import manifest_argument_spec
+from ansible_collections.tke.kms.plugins.module_utils._module import TkeKmsModule, merge_argument_specs
+from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import PYYAML
 
 
 def main() -> None:
-    spec = etcd_argument_spec()
-    spec.update(
-        resources=dict(type="list", elements="str", default=["secrets"]),
-        provider_name=dict(type="str", default="tke-kms-plugin"),
-        target=dict(type="str", choices=list(TARGETS), default="kms"),
-        list_pending=dict(type="bool", default=True),
-        page_size=dict(type="int", default=500),
+    spec = merge_argument_specs(
+        manifest_argument_spec(),
+        etcd_argument_spec(),
+        dict(
+            resources=dict(type="list", elements="str", default=["secrets"]),
+            provider_name=dict(type="str", default="tke-kms-plugin"),
+            target=dict(type="str", choices=list(TARGETS), default="kms"),
+            list_pending=dict(type="bool", default=True),
+            page_size=dict(type="int", default=500),
+        ),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    if yaml is None:
-        module.fail_json(msg=missing_required_lib("PyYAML"))
+    module = TkeKmsModule(spec, libraries=[PYYAML], supports_check_mode=True)
     params = module.params
     try:
         reader, prefix = etcd_reader(params)
@@ -177,7 +179,7 @@ def main() -> None:
             list_pending=params["list_pending"],
         )
     except (ManifestError, HttpsError, ValueError) as exc:
-        module.fail_json(msg=str(exc))
+        module.fail_from_exception(exc)
     result = dict(
         changed=False,
         target=params["target"],
