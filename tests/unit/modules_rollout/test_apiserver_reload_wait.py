@@ -44,7 +44,7 @@ def lab(control_plane_factory, noop_plugin_factory, tmp_path):
     plane = control_plane_factory(read_phase, kms_v2=True, apiserver_args=(RELOAD,))
     server = plane.apiserver
     manifest = write_manifest(tmp_path / "kube-apiserver.yaml", server.argv(), server.version)
-    access = {"manifest_path": str(manifest), "kubeconfig": str(server.admin_conf), "delay": 1}
+    access = {"manifest_path": str(manifest), "kubeconfig": str(server.admin_conf), "wait_sleep": 1}
     return plane, plugin, access
 
 
@@ -58,7 +58,7 @@ def test_a_new_config_is_loaded_without_a_restart(lab) -> None:
     pid = server.process.pid
     core = server.core()
 
-    unchanged = wait(access, timeout=30)
+    unchanged = wait(access, wait_timeout=30)
     assert unchanged["healthy"] is True and unchanged["waited"] < 5, unchanged
     before = unchanged["config_hash"]
     assert unchanged["loaded_hashes"] == [before]
@@ -69,7 +69,7 @@ def test_a_new_config_is_loaded_without_a_restart(lab) -> None:
         encryption.config([encryption.kms_v2(PROVIDER, plugin.socket), encryption.identity()]),
     )
     written = time.time()
-    result = wait(access, timeout=150)
+    result = wait(access, wait_timeout=150)
 
     new_hash = "sha256:" + hashlib.sha256(data).hexdigest()
     assert result["healthy"] is True and result["loaded"] is True, result
@@ -91,13 +91,13 @@ def test_a_config_the_apiserver_refuses_fails_the_wait_with_the_reason(lab) -> N
     plane, _plugin, access = lab
     server = plane.apiserver
     pid = server.process.pid
-    before = wait(access, timeout=30)["config_hash"]
+    before = wait(access, wait_timeout=30)["config_hash"]
     # 10 bytes is no AES key size: kube-apiserver refuses the config; our own parser does not look at keys
     broken = encryption.config([encryption.aescbc("k1", os.urandom(10)), encryption.identity()])
     replace_config(server.config_path, broken)
 
     started = time.monotonic()
-    result = wait(access, timeout=150, failure_grace=5)
+    result = wait(access, wait_timeout=150, failure_grace=5)
     took = time.monotonic() - started
 
     assert result["failed"] is True and result["loaded"] is False, result
@@ -117,7 +117,7 @@ def test_the_deadline_names_what_the_apiserver_reports(lab) -> None:
         plane.apiserver.config_path, plane.apiserver.config_path.read_text() + "# touched\n"
     )
 
-    result = wait(access, timeout=2)  # far shorter than the 60 s reload period
+    result = wait(access, wait_timeout=2)  # far shorter than the 60 s reload period
 
     assert result["failed"] is True and result["loaded"] is False
     assert result["config_hash"] == "sha256:" + hashlib.sha256(data).hexdigest()

@@ -193,7 +193,7 @@ def test_state_absent_takes_the_directory_mount_and_the_flag_out(master, tmp_pat
 
 
 def wait(master: dict[str, Path], **args: object) -> dict:
-    params = {"manifest_path": str(master["manifest"]), "timeout": 1, "delay": 0.1}
+    params = {"manifest_path": str(master["manifest"]), "wait_timeout": 1, "wait_sleep": 0.1}
     params.update(args)
     return run_module(apiserver_reload_wait.main, params)
 

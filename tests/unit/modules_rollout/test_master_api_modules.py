@@ -54,14 +54,15 @@ def test_rollout_modules_on_a_real_apiserver(lab) -> None:
     assert "etcd" in health["checks"]
     later = run_module(apiserver_health.main, dict(access, started_after=time.time()))
     assert later["healthy"] is False and "still the process from before the change" in later["message"]
+    assert later["failed"] is True and later["msg"] == later["message"]  # an unhealthy master is a failure
 
     # the write phase, as the apiserver role leaves it: restart with [kms, identity]
     restarted_after = time.time()
     config = encryption.config([encryption.kms_v1(PROVIDER, plugin.socket), encryption.identity()])
     plane.restart_apiserver(config)
     write_manifest(manifest, plane.apiserver.argv())
-    health = run_module(apiserver_health.main, dict(access, started_after=restarted_after))
-    assert health["healthy"] is True, health
+    health = run_module(apiserver_health.main, dict(access, started_after=restarted_after, wait=True))
+    assert health["healthy"] is True and "failed" not in health, health
     assert health["kms_checks"] == {"kms-provider-0": True} and health["restarted"] is True
 
     verify = run_module(encryption_verify.main, access)
@@ -127,7 +128,7 @@ def test_bad_access_is_a_clear_failure(lab, tmp_path) -> None:
     )
     assert result["failed"] and "no credentials for the apiserver" in result["msg"]  # no kubelet client cert
     result = run_module(
-        secret_storage_info.main, {"manifest_path": str(manifest), "etcd_cert_file": "/nope.crt"}
+        secret_storage_info.main, {"manifest_path": str(manifest), "etcd_client_cert": "/nope.crt"}
     )
     assert result["failed"] and "/nope.crt does not exist" in result["msg"]
 
