@@ -170,7 +170,7 @@ def probe_until_healthy(
     healthy, _message, waited = wait_until(check, timeout, params["wait_sleep"])
     last["waited"] = round(waited, 1)
     if params["wait"] and not healthy:
-        last["message"] += "; not healthy within %ss" % params["wait_timeout"]
+        last["message"] += "; not healthy within %gs" % params["wait_timeout"]
     return last
 
 
