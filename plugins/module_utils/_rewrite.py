@@ -56,6 +56,10 @@ class RewriteError(TkeKmsError):
     """A resource that cannot be rewritten, or a run that had to stop (apiserver unreachable, list failed)."""
 
 
+class ProgressFileError(RewriteError):
+    """The progress file cannot be written (a watcher's aid: a run goes on without it)."""
+
+
 class Resource:
     """A listable, patchable API resource: core (`secrets`) or `<plural>.<group>` in its preferred version."""
 
@@ -242,7 +246,10 @@ class ProgressFile:
 
     def write(self, document: t.Dict[str, t.Any]) -> None:
         self.written_at = time.monotonic()
-        atomic_write(self.path, json.dumps(document, sort_keys=True) + "\n", PROGRESS_FILE_MODE)
+        try:
+            atomic_write(self.path, json.dumps(document, sort_keys=True) + "\n", PROGRESS_FILE_MODE)
+        except OSError as exc:
+            raise ProgressFileError("cannot write the progress file %s: %s" % (self.path, exc)) from exc
 
 
 class Tally:
@@ -271,7 +278,7 @@ class Tally:
                 self.failures.append({"name": self.name_of(item), "error": t.cast(str, error)})
             if self.progress is not None and self.progress.due():
                 # Progress is for watching: a full disk must not stop the run.
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(ProgressFileError):
                     self.progress.write(self.counts(state="running"))
 
     def counts(self, **extra: t.Any) -> t.Dict[str, t.Any]:

@@ -98,10 +98,10 @@ summary:
 """
 
 import json
-import time
 import typing as t
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.tke.kms.plugins.module_utils._k8s_waiter import wait_until
+from ansible_collections.tke.kms.plugins.module_utils._module import TkeKmsModule
 
 ENDED = ("done", "failed", "stopped")
 READ_EVERY = 0.5  # seconds between two reads while waiting for the run to end
@@ -117,12 +117,16 @@ def read_progress(path: str) -> t.Optional[t.Dict[str, t.Any]]:
 
 
 def wait_for_end(path: str, seconds: int) -> t.Optional[t.Dict[str, t.Any]]:
-    deadline = time.monotonic() + seconds
-    while True:
-        document = read_progress(path)
-        if (document or {}).get("state") in ENDED or time.monotonic() >= deadline:
-            return document
-        time.sleep(min(READ_EVERY, max(0.0, deadline - time.monotonic())))
+    """The last counts read, once the run has ended or `seconds` have passed."""
+    last: t.List[t.Optional[t.Dict[str, t.Any]]] = [None]
+
+    def ended() -> t.Tuple[bool, str]:
+        last[0] = read_progress(path)
+        state = (last[0] or {}).get("state")
+        return state in ENDED, str(state)
+
+    wait_until(ended, seconds, interval=READ_EVERY)
+    return last[0]
 
 
 def progress_of(document: t.Optional[t.Dict[str, t.Any]], expected: t.Optional[int]) -> t.Dict[str, t.Any]:
@@ -160,7 +164,7 @@ def summary(counts: t.Dict[str, t.Any], document: t.Dict[str, t.Any]) -> str:
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = TkeKmsModule(
         argument_spec=dict(
             path=dict(type="path", required=True),
             wait=dict(type="int", default=0),
