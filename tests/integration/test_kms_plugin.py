@@ -68,8 +68,8 @@ def test_apply_rerun_update_and_remove(ansible_module: Run, control_plane: Contr
     again = ansible_module("tke.kms.kms_plugin", args, diff=True)
     assert again["changed"] is False, again["diff"]
     deployed = ansible_module("tke.kms.kms_plugin_info", kube, check=True)
-    assert (deployed["exists"], deployed["key_id"], deployed["changed"]) == (True, "key-1", False), deployed.result
-    assert deployed["resource"]["metadata"]["uid"] == stored["metadata"]["uid"]
+    assert (deployed["exists"], deployed["key_id"], deployed["changed"]) == (True, "key-1", False)
+    assert deployed["resource"]["spec"] == stored["spec"] and "--key-id=key-1" in deployed["args"]
     assert read_daemonset(control_plane)["metadata"]["generation"] == stored["metadata"]["generation"]
 
     update = dict(args, key_id="key-2")
