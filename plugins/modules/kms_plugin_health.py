@@ -66,6 +66,7 @@ EXAMPLES = r"""
 
 - name: Ask once, and go on with the answer when the plugin is not healthy
   tke.kms.kms_plugin_health:
+    socket: /var/run/tke-kms-plugin/server.sock
   register: plugin_health
   failed_when: false
 """
