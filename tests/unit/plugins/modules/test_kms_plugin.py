@@ -216,7 +216,9 @@ def test_endpoint_and_its_deprecated_alias(
 ) -> None:
     result = run_module(kms_plugin.main, dict(static, kms_endpoint="kms.internal.tencentcloudapi.com"))
     assert "--kms-endpoint=kms.internal.tencentcloudapi.com" in container_args(result)
-    assert any("kms_endpoint" in str(d) and d["version"] == "1.0.0" for d in result["deprecations"])
+    assert kms_plugin.argument_spec()["endpoint"]["deprecated_aliases"] == [
+        dict(name="kms_endpoint", version="1.0.0", collection_name="tke.kms")
+    ]
     monkeypatch.setenv("TENCENTCLOUD_KMS_ENDPOINT", "http://127.0.0.1:8080")
     from_env = run_module(kms_plugin.main, static)
     assert "--kms-endpoint=http://127.0.0.1:8080" in container_args(from_env)
