@@ -3,14 +3,14 @@
 """Filter tke.kms.kms_plugin_args: the plugin's command line from kms_plugin options (kms_plugin_args.yml).
 
 The same function renders the container args of the DaemonSet and the static pod, so the systemd unit runs the
-plugin with exactly the command line the pod modes give it.
+plugin with exactly the command line the pod modes give it. Errors are plain ValueError, which Ansible reports
+as a templating error; no controller import, so importing this never changes how modules report warnings.
 """
 
 from __future__ import annotations
 
 import typing as t
 
-from ansible.errors import AnsibleFilterError
 from ansible_collections.tke.kms.plugins.module_utils._plugin_pod import plugin_args
 
 REQUIRED = ("region", "key_id", "unix_socket", "credentials_source")
@@ -19,11 +19,11 @@ NEEDED_BY_SOURCE = {"file": "credentials_file", "cvm_role": "cvm_role"}
 
 def kms_plugin_args(options: t.Mapping[str, t.Any]) -> t.List[str]:
     if not isinstance(options, t.Mapping):
-        raise AnsibleFilterError("kms_plugin_args expects a dict of options, got %s" % type(options).__name__)
+        raise ValueError("kms_plugin_args expects a dict of options, got %s" % type(options).__name__)
     needed = [*REQUIRED, NEEDED_BY_SOURCE.get(options.get("credentials_source"), "credentials_source")]
     missing = [name for name in needed if name not in options]
     if missing:
-        raise AnsibleFilterError("kms_plugin_args: missing option(s) %s" % ", ".join(missing))
+        raise ValueError("kms_plugin_args: missing option(s) %s" % ", ".join(missing))
     return plugin_args(dict(options))
 
 

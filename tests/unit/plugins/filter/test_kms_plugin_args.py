@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from ansible.errors import AnsibleFilterError
 from ansible_collections.tke.kms.plugins.filter.kms_plugin_args import FilterModule
 from ansible_collections.tke.kms.plugins.module_utils._plugin_pod import static_pod
 
@@ -60,5 +59,5 @@ def test_cvm_role_without_endpoint_and_metrics() -> None:
     ],
 )
 def test_a_missing_option_is_named(options: dict, missing: str) -> None:
-    with pytest.raises(AnsibleFilterError, match=f"missing option\\(s\\) {missing}"):
+    with pytest.raises(ValueError, match=f"missing option\\(s\\) {missing}"):
         kms_plugin_args(options)
