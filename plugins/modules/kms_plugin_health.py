@@ -174,7 +174,7 @@ def probe_until_healthy(params: t.Dict[str, t.Any]) -> t.Dict[str, t.Any]:
         return rounds[-1]["healthy"], rounds[-1]["message"]
 
     if params["wait"]:
-        _, _, waited = wait_until(check, params["wait_timeout"], interval=params["wait_sleep"])
+        waited = wait_until(check, params["wait_timeout"], interval=params["wait_sleep"])[2]
     else:
         check()
         waited = 0.0
