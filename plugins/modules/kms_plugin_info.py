@@ -42,6 +42,7 @@ extends_documentation_fragment:
   - tke.kms.k8s_auth
   - tke.kms.attributes
   - tke.kms.attributes.INFO_MODULE
+  - tke.kms.attributes.K8S_GROUP
 notes:
   - The connection options are used with O(deploy_as=daemonset) only.
 seealso:
