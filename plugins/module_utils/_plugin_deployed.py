@@ -25,7 +25,7 @@ class UnreadableDeployment(TkeKmsError):
     """A plugin file exists but cannot be understood, so what it runs is unknown."""
 
 
-def describe(exists: bool, resource: t.Dict[str, t.Any], args: t.List[str]) -> t.Dict[str, t.Any]:
+def deployment_facts(exists: bool, resource: t.Dict[str, t.Any], args: t.List[str]) -> t.Dict[str, t.Any]:
     """The info result: whether a plugin is there, its command line, and the KMS key and socket it uses."""
     return dict(
         exists=exists,
@@ -39,7 +39,7 @@ def describe(exists: bool, resource: t.Dict[str, t.Any], args: t.List[str]) -> t
 def deployed_daemonset(params: t.Dict[str, t.Any]) -> t.Dict[str, t.Any]:
     found = KubeResources(params).get_daemonset(params["namespace"], params["name"])
     resource = redact_credentials(strip_volatile(found)) if found else {}
-    return describe(found is not None, resource, container_args(found))
+    return deployment_facts(found is not None, resource, container_args(found))
 
 
 def deployed_static_pod(path: str) -> t.Dict[str, t.Any]:
@@ -47,7 +47,7 @@ def deployed_static_pod(path: str) -> t.Dict[str, t.Any]:
     if text is not None and not isinstance(manifest, dict):
         raise UnreadableDeployment("static pod manifest %s is not a YAML or JSON mapping" % path)
     resource = redact_credentials(manifest) if manifest else {}
-    return dict(describe(text is not None, resource, container_args(manifest)), path=path)
+    return dict(deployment_facts(text is not None, resource, container_args(manifest)), path=path)
 
 
 def deployed_unit(path: str) -> t.Dict[str, t.Any]:
@@ -61,4 +61,4 @@ def deployed_unit(path: str) -> t.Dict[str, t.Any]:
                 command = shlex.split(value)
             except ValueError as exc:
                 raise UnreadableDeployment("unit %s: ExecStart cannot be parsed: %s" % (path, exc)) from exc
-    return dict(describe(text is not None, {}, command[1:]), path=path)
+    return dict(deployment_facts(text is not None, {}, command[1:]), path=path)
