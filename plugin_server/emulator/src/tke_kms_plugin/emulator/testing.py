@@ -128,10 +128,6 @@ class EmulatorProcess:
     def admin(self) -> EmulatorAdmin:
         return EmulatorAdmin(self.url)
 
-    def stderr_text(self) -> str:
-        self._stderr.seek(0)
-        return self._stderr.read().decode(errors="replace")
-
     def stop(self, timeout: float = 10) -> int:
         """SIGTERM, then SIGKILL after `timeout`; returns the exit status."""
         if self.process.poll() is None:
