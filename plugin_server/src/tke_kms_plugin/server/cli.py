@@ -28,6 +28,7 @@ from .config import (
     ConfigError,
     CredentialConfig,
     Endpoint,
+    endpoint_from_environment,
     parse_duration,
     split_host_port,
 )
@@ -83,9 +84,9 @@ def server_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--kms-endpoint",
-        default=os.environ.get("TKE_KMS_ENDPOINT", ""),
-        help="Tencent KMS endpoint: HOST, https://HOST or http://HOST:PORT (env TKE_KMS_ENDPOINT; "
-        "default: the SDK's kms.tencentcloudapi.com)",
+        default=endpoint_from_environment(os.environ),
+        help="Tencent KMS endpoint: HOST, https://HOST or http://HOST:PORT (env TENCENTCLOUD_KMS_ENDPOINT, "
+        "or TKE_KMS_ENDPOINT as earlier versions; default: the SDK's kms.tencentcloudapi.com)",
     )
     p.add_argument(
         "--credentials-file", help="INI file with [default] secret_id, secret_key[, token]; mode 0600"
