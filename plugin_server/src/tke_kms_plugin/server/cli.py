@@ -32,14 +32,9 @@ from .config import (
     parse_duration,
     split_host_port,
 )
+from .usage import EXIT_USAGE, UsageParser
 
-EXIT_USAGE = 2
 EXIT_FAILURE = 1
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 def _duration(text: str) -> float:
@@ -70,7 +65,7 @@ def _non_negative_float(text: str) -> float:
 
 
 def server_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = UsageParser(
         prog="tke-kms-plugin",
         description="Kubernetes KMS plugin (v1beta1 and v2 on one unix socket) for Tencent Cloud KMS. "
         "Subcommand: `tke-kms-plugin health-check --help`.",
