@@ -180,7 +180,7 @@ from ansible_collections.tke.kms.plugins.module_utils._master_api import (
     master_endpoint,
     read_manifest,
 )
-from ansible_collections.tke.kms.plugins.module_utils._module import TkeKmsModule
+from ansible_collections.tke.kms.plugins.module_utils._module import TkeKmsModule, merge_argument_specs
 from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import PYYAML, yaml
 
 CONFIGMAP_PATH = "/api/v1/namespaces/%s/configmaps/%s" % (kc.CONFIGMAP_NAMESPACE, kc.CONFIGMAP_NAME)
@@ -189,18 +189,19 @@ CONFLICT_RETRIES = 3
 
 
 def argument_spec() -> t.Dict[str, t.Any]:
-    spec = master_api_argument_spec()
-    spec.update(
-        state=dict(type="str", choices=["present", "absent"], default="present"),
-        configmap=dict(type="bool", default=True),
-        config_file=dict(type="path"),
-        socket_dir=dict(type="path", default="/var/run/tke-kms-plugin"),
-        feature_gates=dict(type="list", elements="str", default=["KMSv1"]),
-        config_volume_name=dict(type="str", default="encryption-provider-config"),
-        socket_volume_name=dict(type="str", default="tke-kms-plugin-socket"),
-        backup_dir=dict(type="path", default="/var/backups/tke-kms"),
+    return merge_argument_specs(
+        master_api_argument_spec(),
+        dict(
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            configmap=dict(type="bool", default=True),
+            config_file=dict(type="path"),
+            socket_dir=dict(type="path", default="/var/run/tke-kms-plugin"),
+            feature_gates=dict(type="list", elements="str", default=["KMSv1"]),
+            config_volume_name=dict(type="str", default="encryption-provider-config"),
+            socket_volume_name=dict(type="str", default="tke-kms-plugin-socket"),
+            backup_dir=dict(type="path", default="/var/backups/tke-kms"),
+        ),
     )
-    return spec
 
 
 def make_edit(
