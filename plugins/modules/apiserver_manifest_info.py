@@ -183,6 +183,12 @@ encryption_config_file:
   returned: always
   type: str
   sample: /etc/kubernetes/encryption-provider-config.yaml
+automatic_reload_supported:
+  description:
+    - Whether this kube-apiserver has C(--encryption-provider-config-automatic-reload) (Kubernetes 1.26 or
+      newer), which O(tke.kms.apiserver_manifest#module:automatic_reload) needs.
+  returned: always
+  type: bool
 kms_health_check:
   description:
     - Whether C(/readyz) of this apiserver has C(kms-provider) checks - its configuration has a KMS provider
@@ -219,6 +225,7 @@ import typing as t
 
 from ansible_collections.tke.kms.plugins.module_utils import _encryption_config as ec
 from ansible_collections.tke.kms.plugins.module_utils import _manifest as mf
+from ansible_collections.tke.kms.plugins.module_utils import _reload as rl
 from ansible_collections.tke.kms.plugins.module_utils._errors import TkeKmsError
 from ansible_collections.tke.kms.plugins.module_utils._files import read_text
 from ansible_collections.tke.kms.plugins.module_utils._kube_version import KubeVersion
@@ -297,6 +304,7 @@ def main() -> None:
         encryption_entries=ec.entry_labels(config),
         kms_providers=ec.kms_providers(config),
         kms_health_check=ec.has_kms_health_check(config, version),
+        automatic_reload_supported=version >= rl.MINIMUM_VERSION,
         config_checksum=annotations.get(mf.CONFIG_CHECKSUM_ANNOTATION),
         feature_gates=manifest.feature_gates(),
         flags=flags,

@@ -182,6 +182,8 @@ def test_info_without_the_options_returns_no_decisions(tmp_path) -> None:
     assert "kms" not in found and "provider" not in found
     assert found["encryption_config_file"] == str(config_path)
     assert found["kms_health_check"] is False
+    assert found["automatic_reload_supported"] is False  # 1.20
+    assert info(master(tmp_path, "1.30", None)[0])["automatic_reload_supported"] is True
 
 
 def test_info_refuses_kms_v2_before_1_27_as_encryption_config_does(tmp_path) -> None:
