@@ -402,7 +402,7 @@ def main() -> None:
         atomic_write(path, new_text, stat.st_mode & 0o7777, owner=(stat.st_uid, stat.st_gid))
     except (OSError, ValueError) as exc:
         result["changed"] = False  # the manifest was not replaced
-        module.fail_json(msg="cannot write %s: %s" % (path, exc), **result)
+        module.fail_from_exception(exc, "cannot write %s" % path, **result)
     module.exit_json(**result)
 
 

@@ -436,7 +436,7 @@ def main() -> None:
                 os.chown(path, 0, 0)
     except (OSError, ValueError) as exc:
         result["changed"] = False  # the file was not replaced
-        module.fail_json(msg="cannot write %s: %s" % (path, exc), **result)
+        module.fail_from_exception(exc, "cannot write %s" % path, **result)
     module.exit_json(**result)
 
 

@@ -178,7 +178,7 @@ def read_backup(module: TkeKmsModule, src: str) -> t.Tuple[str, os.stat_result]:
             module.fail_json(msg="the backup %s does not exist; nothing was restored" % src)
         return t.cast(str, text), os.stat(src)
     except (OSError, UnicodeDecodeError) as exc:
-        module.fail_json(msg="cannot read the backup %s (%s); nothing was restored" % (src, exc))
+        module.fail_from_exception(exc, "cannot read the backup %s (nothing was restored)" % src)
     raise AssertionError("unreachable")
 
 
@@ -214,7 +214,7 @@ def main() -> None:
     try:
         atomic_write(dest, text, mode, owner=(uid, gid))
     except OSError as exc:
-        module.fail_json(msg="cannot write %s: %s; it was left as it was" % (dest, exc), dest=dest)
+        module.fail_from_exception(exc, "cannot write %s (it was left as it was)" % dest, dest=dest)
     module.exit_json(**result)
 
 

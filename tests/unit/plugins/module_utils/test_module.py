@@ -93,6 +93,19 @@ def test_other_exceptions_fail_with_their_text() -> None:
     assert "exception" not in result  # the traceback only when the controller asks for it
 
 
+def test_a_prefix_names_what_failed_before_the_error() -> None:
+    def main() -> None:
+        module = TkeKmsModule(dict(name=dict(type="str")))
+        try:
+            raise PermissionError(13, "Permission denied")
+        except OSError as exc:
+            module.fail_from_exception(exc, "cannot write /etc/kubernetes/x", changed=False)
+
+    result = run_module(main, {})
+    assert result["msg"] == "cannot write /etc/kubernetes/x: [Errno 13] Permission denied"
+    assert result["error"] == dict(kind="PermissionError", message="[Errno 13] Permission denied")
+
+
 def test_a_missing_library_fails_before_the_module_runs() -> None:
     def main() -> None:
         TkeKmsModule({}, libraries=[Library("PyYAML", "Traceback: No module named 'yaml'")])
