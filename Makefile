@@ -12,7 +12,7 @@ COLLECTION_LINK := .collections/ansible_collections/tke/kms
 
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
-# Proxies would capture emulator traffic to 127.0.0.1 (see tencent-kms-api.md §1.1).
+# Proxies would capture emulator traffic to 127.0.0.1 (docs/tencent-kms-api.md, "Endpoint, scheme and proxies").
 unexport HTTP_PROXY HTTPS_PROXY http_proxy https_proxy
 
 .PHONY: help

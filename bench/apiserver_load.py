@@ -109,7 +109,7 @@ def secret_creator(
 def widget_creator(
     url: str, ca: Path, cert: tuple[Path, Path], payload: str, prefix: str = "w"
 ) -> Callable[[int], Callable[[int], None]]:
-    """Workers creating route-B widgets over HTTPS with the admin client certificate."""
+    """Workers creating the apiext lab's widgets over HTTPS with the admin client certificate."""
 
     def make(thread: int) -> Callable[[int], None]:
         session = requests.Session()

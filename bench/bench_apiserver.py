@@ -3,12 +3,12 @@
     .venv/bin/python bench/bench_apiserver.py [--cases a,b,c,d,e,v2,f,fnoop] [--secrets 2000]
         [--threads 16] [--latency-ms 20] [--rounds 1] [--warmup 200]
 
-Writes (route A, kube-apiserver v1.20.2, fresh etcd per case; N Secrets from 16 client threads):
+Writes (the kube-1.20 lab, kube-apiserver v1.20.2, fresh etcd per case; N Secrets from 16 client threads):
   (a) identity  (b) aescbc  (c) KMS v1 + a no-op plugin: the floor any plugin can reach here
   (d) KMS v1 + our plugin + emulator at 0 ms  (e) the same with the emulator at --latency-ms
   Each rate is printed with its ratio to (a) and to (c). Target: (d) >= 0.85 x (c). With --rounds N
   the cases are interleaved N times and medians printed (the machine is shared: use N >= 3).
-v2 (route B, k8s.io/apiserver >= 0.29, a custom resource): identity, KMS v2 + a no-op plugin (the
+v2 (the apiext lab, k8s.io/apiserver >= 0.29, a custom resource): identity, KMS v2 + a no-op plugin (the
   apiserver's own per-write KDF cost), KMS v2 + our plugin (0 ms and --latency-ms).
   Target: v2 >= 0.95 x identity.
 f: N KMS-v1 Secrets stored, then the apiserver restarted; spawn -> /readyz and the first LIST of all
@@ -148,7 +148,7 @@ def measure_writes(row: WriteRow, pids: dict[str, int], make_worker, backends: B
     row.encrypt_calls.append(backends.tencent_calls("Encrypt") - encrypts)
 
 
-def route_a_writes(row: WriteRow, config: dict, plugin_pid: int | None, backends: Backends, args) -> None:
+def kube_1_20_writes(row: WriteRow, config: dict, plugin_pid: int | None, backends: Backends, args) -> None:
     plane = ControlPlane(RUN_DIR / f"case-{row.case}", encryption_config=config)
     plane.start()
     try:
@@ -164,7 +164,7 @@ def route_a_writes(row: WriteRow, config: dict, plugin_pid: int | None, backends
         plane.stop(remove_data=True)
 
 
-def route_b_writes(row: WriteRow, config: dict, plugin_pid: int | None, backends: Backends, args) -> None:
+def apiext_writes(row: WriteRow, config: dict, plugin_pid: int | None, backends: Backends, args) -> None:
     lab = ApiextLab(RUN_DIR / f"case-{row.case}", encryption_config=config)
     lab.start()
     try:
@@ -186,13 +186,13 @@ def route_b_writes(row: WriteRow, config: dict, plugin_pid: int | None, backends
 
 
 def write_cases(selected: list[str], backends: Backends, args) -> dict[str, Callable[[WriteRow], None]]:
-    def plain(providers, route=route_a_writes):
-        return lambda row: route(row, encryption.config(providers), None, backends, args)
+    def plain(providers, writes=kube_1_20_writes):
+        return lambda row: writes(row, encryption.config(providers), None, backends, args)
 
     def with_noop(row: WriteRow) -> None:
         with backends.noop_plugin() as (socket, process):
             config = encryption.config([encryption.kms_v1("noop", socket), encryption.identity()])
-            route_a_writes(row, config, process.pid, backends, args)
+            kube_1_20_writes(row, config, process.pid, backends, args)
 
     def with_ours(latency_ms: float, v2: bool = False) -> Callable[[WriteRow], None]:
         def run(row: WriteRow) -> None:
@@ -202,12 +202,12 @@ def write_cases(selected: list[str], backends: Backends, args) -> dict[str, Call
                     plugin = restart()  # a fresh plugin per case: its DEK cache starts empty
                     if v2:
                         config = encryption.config([encryption.kms_v2(PROVIDER, socket)], (RESOURCE,))
-                        route_b_writes(row, config, plugin.pid, backends, args)
+                        apiext_writes(row, config, plugin.pid, backends, args)
                     else:
                         config = encryption.config(
                             [encryption.kms_v1(PROVIDER, socket), encryption.identity()]
                         )
-                        route_a_writes(row, config, plugin.pid, backends, args)
+                        kube_1_20_writes(row, config, plugin.pid, backends, args)
             finally:
                 backends.latency(0)
 
@@ -216,10 +216,10 @@ def write_cases(selected: list[str], backends: Backends, args) -> dict[str, Call
     def v2_noop(row: WriteRow) -> None:
         with backends.noop_plugin() as (socket, process):
             config = encryption.config([encryption.kms_v2("noop", socket)], (RESOURCE,))
-            route_b_writes(row, config, process.pid, backends, args)
+            apiext_writes(row, config, process.pid, backends, args)
 
     def v2_identity(row: WriteRow) -> None:
-        route_b_writes(row, encryption.config([encryption.identity()], (RESOURCE,)), None, backends, args)
+        apiext_writes(row, encryption.config([encryption.identity()], (RESOURCE,)), None, backends, args)
 
     table = {
         "a": plain([encryption.identity()]),
@@ -242,10 +242,10 @@ WRITE_TITLES = {
     "c": "KMS v1 + no-op plugin",
     "d": "KMS v1 + our plugin, emulator 0 ms",
     "e": "KMS v1 + our plugin, emulator {lat:g} ms",
-    "v2-identity": "route B: identity",
-    "v2-noop": "route B: KMS v2 + no-op plugin",
-    "v2": "route B: KMS v2 + our plugin, 0 ms",
-    "v2-{lat:g}ms": "route B: KMS v2 + our plugin, {lat:g} ms",
+    "v2-identity": "apiext lab: identity",
+    "v2-noop": "apiext lab: KMS v2 + no-op plugin",
+    "v2": "apiext lab: KMS v2 + our plugin, 0 ms",
+    "v2-{lat:g}ms": "apiext lab: KMS v2 + our plugin, {lat:g} ms",
 }
 
 
@@ -273,7 +273,7 @@ def print_writes(rows: dict[str, WriteRow], args) -> None:
             f"{median(row.server_cpu_ms):>11.2f}{plugin_cpu:>14}{median(row.emulator_cpu_ms):>12.2f}"
             f"{int(median(row.encrypt_calls)):>9}"
         )
-    print("(v2 rows: /(a) is the ratio to route B identity, /(c) to route B KMS v2 + no-op plugin)")
+    print("(v2 rows: /(a) is the ratio to apiext lab identity, /(c) to apiext lab KMS v2 + no-op plugin)")
     if "d" in rows and base_c:
         ratio = median(rows["d"].rates) / base_c
         print(f"target (d) >= 0.85 x (c): {ratio:.2f} -> {'MET' if ratio >= 0.85 else 'NOT MET'}")
@@ -412,8 +412,8 @@ def main() -> int:
     if any(c.startswith("v2") for c in selected):
         try:
             binaries.apiext_binary()
-        except binaries.RouteUnavailable as reason:
-            print(f"SKIPPING v2 rows: route B unavailable: {reason}")
+        except binaries.SidUnavailable as reason:
+            print(f"SKIPPING v2 rows: apiext lab unavailable: {reason}")
             selected = [c for c in selected if not c.startswith("v2")]
     shutil.rmtree(RUN_DIR, ignore_errors=True)
     RUN_DIR.mkdir(parents=True)

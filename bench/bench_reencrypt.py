@@ -4,7 +4,7 @@
                                               [--workers 16] [--module-args '{"page_size": 500}']
 
 Scale: --secrets 10000 --configmaps 10000 (what broke elsewhere; about an hour on 2 cores, most of it the
-pipeline). Real lab (route A, kube-apiserver v1.20.2 + etcd), KMS v1 with our plugin and the emulator as
+pipeline). The kube-1.20 lab (kube-apiserver v1.20.2 + etcd), KMS v1 with our plugin and the emulator as
 Tencent KMS, encrypting Secrets (and ConfigMaps when there are any). For each emulator latency and each
 method, side by side on the same apiserver:
   1. the apiserver runs [identity, kms] and the objects, with distinct known values, are created (stored in

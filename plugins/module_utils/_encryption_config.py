@@ -48,6 +48,8 @@ KNOWN_FORMATS = (LEGACY_FORMAT, CURRENT_FORMAT)
 PROVIDER_TYPES = ("identity", "aescbc", "aesgcm", "secretbox", "kms")
 KEYED_PROVIDERS = ("aescbc", "aesgcm", "secretbox")
 DEFAULT_V1_CACHESIZE = 1000
+DEFAULT_CONFIG_PATH = "/etc/kubernetes/encryption-provider-config.yaml"
+KMS_V1_FEATURE_GATE = "KMSv1"
 REDACTED = "<redacted>"
 HEADER = (
     "# Managed by tke.kms (module tke.kms.encryption_config). The first provider of each entry encrypts\n"
@@ -180,6 +182,39 @@ def resolve_kms_api_version(
             "KMS v2 needs Kubernetes 1.27 or newer (this is %s); use kms_api_version v1" % (version,)
         )
     return requested
+
+
+# The rules the roles need, one function each: the modules return their answers, roles never re-derive them.
+
+
+def config_file(given: t.Optional[str], in_manifest: t.Optional[str]) -> str:
+    """The encryption config to write: the one asked for, else the one in use, else the default."""
+    return given or in_manifest or DEFAULT_CONFIG_PATH
+
+
+def cachesize_applies(api_version: str) -> bool:
+    """Only KMS v1 providers have a DEK cache size (KMS v2 forbids cachesize)."""
+    return api_version == "v1"
+
+
+def needs_kms_v1_gate(api_version: t.Optional[str], version: KubeVersion) -> bool:
+    """KMS v1 is disabled from Kubernetes 1.29 unless kube-apiserver runs with --feature-gates=KMSv1=true."""
+    return api_version == "v1" and version >= (1, 29)
+
+
+def feature_gates_for(api_version: t.Optional[str], version: KubeVersion) -> t.Dict[str, bool]:
+    """The feature gates kube-apiserver needs for a KMS provider of that API version."""
+    return {KMS_V1_FEATURE_GATE: True} if needs_kms_v1_gate(api_version, version) else {}
+
+
+def has_kms_health_check(config: t.Optional[t.Dict[str, t.Any]], version: KubeVersion) -> bool:
+    """Whether /readyz has kms-provider checks: only with a KMS provider in the config, and from 1.16."""
+    return bool(kms_providers(config)) and version >= (1, 16)
+
+
+def provider_entry(config: t.Optional[t.Dict[str, t.Any]], name: str) -> t.Dict[str, t.Any]:
+    """The kms_providers() item of the provider name, {} when the config has none of that name."""
+    return next((p for p in kms_providers(config) if p["name"] == name), {})
 
 
 def find_kms(config: t.Dict[str, t.Any], name: str) -> t.Optional[t.Dict[str, t.Any]]:
@@ -371,7 +406,7 @@ def kms_providers(config: t.Optional[t.Dict[str, t.Any]]) -> t.List[t.Dict[str, 
 
 def provider_resources(config: t.Optional[t.Dict[str, t.Any]], name: str) -> t.List[str]:
     """The resources of every entry that carries the KMS provider name, in file order."""
-    return next((p["resources"] for p in kms_providers(config) if p["name"] == name), [])
+    return provider_entry(config, name).get("resources", [])
 
 
 def non_identity_entries(config: t.Optional[t.Dict[str, t.Any]]) -> t.List[t.Dict[str, t.List[str]]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 import time
 import typing as t
@@ -27,16 +28,33 @@ def read_text(path: str) -> t.Optional[str]:
         return None
 
 
-def atomic_write(path: str, text: str, mode: int, owner: t.Optional[t.Tuple[int, int]] = None) -> None:
-    """Replace path with text; the content is never visible with looser permissions than mode."""
+NEW_FILE_MODE = 0o600
+
+
+def atomic_write(
+    path: str,
+    data: t.Union[str, bytes],
+    mode: t.Optional[int] = None,
+    owner: t.Optional[t.Tuple[int, int]] = None,
+) -> None:
+    """Replace path with data (str is written as UTF-8); readers see the old file or the new one, never part.
+
+    The content goes to a dotfile next to the target (kubelet ignores dotfiles), is fsynced, renamed over the
+    target and the directory fsynced, so a crash leaves one complete version. mode None keeps the existing
+    file's mode (NEW_FILE_MODE for a new file); the content is never visible with looser permissions than
+    that. owner (uid, gid) is applied when running as root.
+    """
+    content = data.encode("utf-8") if isinstance(data, str) else data
+    if mode is None:
+        mode = _existing_mode(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tke-kms-", dir=directory)
     try:
         os.fchmod(fd, mode)
         if owner is not None and os.geteuid() == 0:
             os.fchown(fd, owner[0], owner[1])
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -49,6 +67,13 @@ def atomic_write(path: str, text: str, mode: int, owner: t.Optional[t.Tuple[int,
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _existing_mode(path: str) -> int:
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return NEW_FILE_MODE
 
 
 def ensure_backup_dir(backup_dir: str, protected_dirs: t.Sequence[str]) -> str:

@@ -63,11 +63,16 @@ class TkeKmsModule(AnsibleModule):
         if library.import_error is not None:
             self.fail_json(msg=missing_required_lib(library.package), exception=library.import_error)
 
-    def fail_from_exception(self, error: BaseException, **result: t.Any) -> t.NoReturn:
-        """Fail with the error's message (and hint), its structured form and the traceback (for -vvv)."""
+    def fail_from_exception(
+        self, error: BaseException, prefix: t.Optional[str] = None, **result: t.Any
+    ) -> t.NoReturn:
+        """Fail with the error's message (and hint), its structured form and the traceback (for -vvv).
+
+        prefix names what failed where the error alone does not (for an OSError: "cannot write <path>").
+        """
         message = error.describe() if isinstance(error, TkeKmsError) else str(error)
         self.fail_json(
-            msg=message,
+            msg="%s: %s" % (prefix, message) if prefix else message,
             error=error_result(error),
             exception="".join(traceback.format_exception(type(error), error, error.__traceback__)),
             **result,

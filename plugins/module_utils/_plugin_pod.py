@@ -47,8 +47,8 @@ def plugin_args(params: t.Dict[str, t.Any]) -> t.List[str]:
         args.append("--credentials-file=%s" % params["credentials_file"])
     elif source == "cvm_role":
         args.append("--cvm-role=%s" % params["cvm_role"])
-    if params.get("kms_endpoint"):
-        args.append("--kms-endpoint=%s" % params["kms_endpoint"])
+    if params.get("endpoint"):
+        args.append("--kms-endpoint=%s" % params["endpoint"])
     args.append("--metrics-address=%s" % (params.get("metrics_address") or ""))
     for option, flag in (
         ("qps", "--qps"),
@@ -197,3 +197,22 @@ def redact_credentials(obj: t.Dict[str, t.Any]) -> t.Dict[str, t.Any]:
             if variable.get("name") in REDACTED_ENV_NAMES and "value" in variable:
                 variable["value"] = REDACTED
     return clean
+
+
+def container_args(resource: t.Optional[t.Dict[str, t.Any]]) -> t.List[str]:
+    """The command line of the plugin container of a DaemonSet or pod (the first container if none is named
+    like ours, as in the Go plugin's DaemonSet); empty when there is no pod."""
+    spec = (resource or {}).get("spec") or {}
+    containers = (((spec.get("template") or {}).get("spec") or spec).get("containers")) or []
+    ours = [c for c in containers if c.get("name") == CONTAINER_NAME] or containers[:1]
+    return [str(word) for c in ours for word in (c.get("command") or []) + (c.get("args") or [])]
+
+
+def flag_value(args: t.Sequence[str], flag: str) -> str:
+    """The value of --flag=VALUE or --flag VALUE on a command line, '' when it is not there."""
+    for position, word in enumerate(args):
+        if word.startswith(flag + "="):
+            return word[len(flag) + 1 :]
+        if word == flag and position + 1 < len(args):
+            return args[position + 1]
+    return ""

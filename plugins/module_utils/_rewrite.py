@@ -19,17 +19,21 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
 import queue
-import random
-import tempfile
 import threading
 import time
 import typing as t
 from urllib.parse import quote, urlencode
 
 from ansible_collections.tke.kms.plugins.module_utils._errors import TkeKmsError
+from ansible_collections.tke.kms.plugins.module_utils._files import atomic_write
 from ansible_collections.tke.kms.plugins.module_utils._https import Endpoint, HttpsError, StatusError
+from ansible_collections.tke.kms.plugins.module_utils._retries import (
+    backoff_delays,
+    call_with_retries,
+    retry_after_header,
+    status_retry_after,
+)
 
 # Outcome names double as count names; not "skipped" and "failed", which Ansible reserves in task results.
 REWRITTEN, UNCHANGED, MISSING, FAILURES = "rewritten", "unchanged", "missing", "failures"
@@ -39,7 +43,8 @@ METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1, applic
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1, application/json"
 MERGE_PATCH = "application/merge-patch+json"
 PROGRESS_INTERVAL = 2.0  # seconds between two writes of the progress file
-RETRY_DELAY = 0.5  # seconds before the first retry; doubled each time, or the apiserver's retryAfterSeconds
+PROGRESS_FILE_MODE = 0o644  # counts only, for an operator to watch
+RETRY_DELAY = 0.5  # seconds the first retry waits at most (full jitter); doubled each time
 MAX_RETRY_DELAY = 10.0
 # Worth another try: a conflict the apiserver could not settle, throttling, and failures that pass - the KMS
 # plugin answering ResourceExhausted/Unavailable/DeadlineExceeded (Tencent throttling, a restart) is a 500.
@@ -49,6 +54,10 @@ NAMES_KEPT = 1000  # missing and failed objects named in the result; all are cou
 
 class RewriteError(TkeKmsError):
     """A resource that cannot be rewritten, or a run that had to stop (apiserver unreachable, list failed)."""
+
+
+class ProgressFileError(RewriteError):
+    """The progress file cannot be written (a watcher's aid: a run goes on without it)."""
 
 
 class Resource:
@@ -164,25 +173,34 @@ def names_of(entry: t.Dict[str, t.Any]) -> t.Tuple[t.Optional[str], str, t.Optio
 T = t.TypeVar("T")
 
 
-def retrying(call: t.Callable[[], T], retries: int) -> T:
-    """call(), tried again `retries` times with a growing, jittered delay (or the apiserver's
-    retryAfterSeconds) while it fails in a way that passes: TRANSIENT_STATUSES, or no answer at all (a
-    timeout under load, an apiserver restart). Other errors, and the last one, are raised."""
-    attempts = 0
-    while True:
-        try:
-            return call()
-        except StatusError as exc:
-            if exc.status not in TRANSIENT_STATUSES or attempts >= retries:
-                raise
-            wait = (exc.answer.get("details") or {}).get("retryAfterSeconds")
-        except HttpsError:
-            if attempts >= retries:
-                raise
-            wait = None
-        attempts += 1
-        delay = RETRY_DELAY * 2 ** (attempts - 1) * random.uniform(0.5, 1.5)
-        time.sleep(min(float(wait or delay), MAX_RETRY_DELAY))  # the object, apiserver or KMS is busy
+def is_transient(error: Exception) -> bool:
+    """Worth another try: TRANSIENT_STATUSES, or no answer at all (a timeout under load, a restart)."""
+    if isinstance(error, StatusError):
+        return error.status in TRANSIENT_STATUSES
+    return isinstance(error, HttpsError)
+
+
+def server_delay(error: Exception) -> t.Optional[float]:
+    """The delay the apiserver asked for: its Retry-After header, else its Status' retryAfterSeconds."""
+    if not isinstance(error, StatusError):
+        return None
+    headers = getattr(error, "headers", None) or {}
+    asked = retry_after_header(headers.get("Retry-After"))
+    return asked if asked is not None else status_retry_after(error.status, error.answer)
+
+
+def retrying(call: t.Callable[[], T], retries: int, sleep: t.Callable[[float], None] = time.sleep) -> T:
+    """call(), tried again `retries` times (the shared policy of _retries: jittered backoff from RETRY_DELAY,
+    or the apiserver's delay, at most MAX_RETRY_DELAY) while it fails in a way that passes (is_transient).
+    Other errors, and the last one, are raised."""
+    return call_with_retries(
+        call,
+        is_transient,
+        backoff_delays(retries, base=RETRY_DELAY, cap=MAX_RETRY_DELAY),
+        sleep=sleep,  # the object, apiserver or KMS is busy
+        server_delay=server_delay,
+        max_delay=MAX_RETRY_DELAY,
+    )
 
 
 def rewrite(endpoint: Endpoint, item: Item, retries: int, check_mode: bool = False) -> str:
@@ -228,17 +246,10 @@ class ProgressFile:
 
     def write(self, document: t.Dict[str, t.Any]) -> None:
         self.written_at = time.monotonic()
-        directory = os.path.dirname(os.path.abspath(self.path))
-        fd, temporary = tempfile.mkstemp(prefix=".progress-", dir=directory)
         try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(document, handle, sort_keys=True)
-                handle.write("\n")
-            os.chmod(temporary, 0o644)
-            os.replace(temporary, self.path)
-        except BaseException:
-            os.unlink(temporary)
-            raise
+            atomic_write(self.path, json.dumps(document, sort_keys=True) + "\n", PROGRESS_FILE_MODE)
+        except OSError as exc:
+            raise ProgressFileError("cannot write the progress file %s: %s" % (self.path, exc)) from exc
 
 
 class Tally:
@@ -267,7 +278,7 @@ class Tally:
                 self.failures.append({"name": self.name_of(item), "error": t.cast(str, error)})
             if self.progress is not None and self.progress.due():
                 # Progress is for watching: a full disk must not stop the run.
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(ProgressFileError):
                     self.progress.write(self.counts(state="running"))
 
     def counts(self, **extra: t.Any) -> t.Dict[str, t.Any]:

@@ -221,8 +221,10 @@ class TencentKmsModule(TkeKmsModule):
         if isinstance(error, TencentCloudError):
             self.retried.append("%s attempt %d: %s" % (error.action, attempt, error.code))
 
-    def fail_from_exception(self, error: BaseException, **result: t.Any) -> t.NoReturn:
+    def fail_from_exception(
+        self, error: BaseException, prefix: t.Optional[str] = None, **result: t.Any
+    ) -> t.NoReturn:
         """Also lists the retries made before the failure: throttling shows up as such."""
         if self.retried:
             result["retries"] = self.retried
-        super().fail_from_exception(error, **result)
+        super().fail_from_exception(error, prefix, **result)

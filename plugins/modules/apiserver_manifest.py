@@ -245,19 +245,18 @@ import os
 import time
 import typing as t
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.tke.kms.plugins.module_utils import _encryption_config as ec
 from ansible_collections.tke.kms.plugins.module_utils import _manifest as mf
 from ansible_collections.tke.kms.plugins.module_utils import _reload as rl
+from ansible_collections.tke.kms.plugins.module_utils._errors import TkeKmsError
 from ansible_collections.tke.kms.plugins.module_utils._files import (
     atomic_write,
     backup,
     ensure_backup_dir,
     read_text,
 )
-from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import yaml
-
-DEFAULT_CONFIG_PATH = "/etc/kubernetes/encryption-provider-config.yaml"
+from ansible_collections.tke.kms.plugins.module_utils._module import TkeKmsModule
+from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import PYYAML
 
 
 def argument_spec() -> t.Dict[str, t.Any]:
@@ -277,7 +276,7 @@ def argument_spec() -> t.Dict[str, t.Any]:
     )
 
 
-def config_checksum(module: AnsibleModule, path: str) -> str:
+def config_checksum(module: TkeKmsModule, path: str) -> str:
     given = module.params["encryption_config_checksum"]
     if given:
         return given
@@ -292,12 +291,12 @@ def config_checksum(module: AnsibleModule, path: str) -> str:
     raise AssertionError("unreachable")
 
 
-def edit(module: AnsibleModule, manifest: mf.ApiserverManifest) -> t.Tuple[str, str]:
+def edit(module: TkeKmsModule, manifest: mf.ApiserverManifest) -> t.Tuple[str, str]:
     """Apply the changes; returns (version, flag name)."""
     params = module.params
     version = manifest.version(params["kubernetes_version"])
     ec.config_format(version)  # ConfigError before 1.10: no KMS provider to point the apiserver at
-    config_path = params["encryption_config_path"] or DEFAULT_CONFIG_PATH
+    config_path = ec.config_file(params["encryption_config_path"], None)
     flag = mf.encryption_flag_for(version)
     other = mf.LEGACY_ENCRYPTION_FLAG if flag == mf.ENCRYPTION_FLAG else mf.ENCRYPTION_FLAG
     manifest.set_flag(flag, config_path, replaces=(other,))
@@ -321,7 +320,7 @@ def edit(module: AnsibleModule, manifest: mf.ApiserverManifest) -> t.Tuple[str, 
     return str(version), flag
 
 
-def edit_absent(module: AnsibleModule, manifest: mf.ApiserverManifest) -> t.Tuple[str, t.Dict[str, t.Any]]:
+def edit_absent(module: TkeKmsModule, manifest: mf.ApiserverManifest) -> t.Tuple[str, t.Dict[str, t.Any]]:
     """Take out everything edit() puts in; returns (version, what was removed)."""
     params = module.params
     version = manifest.version(params["kubernetes_version"])
@@ -343,7 +342,7 @@ def edit_absent(module: AnsibleModule, manifest: mf.ApiserverManifest) -> t.Tupl
     return str(version), removed
 
 
-def refuse_while_encrypted(module: AnsibleModule, config_path: t.Optional[str]) -> None:
+def refuse_while_encrypted(module: TkeKmsModule, config_path: t.Optional[str]) -> None:
     """Fail unless every entry of the configuration is identity only (ConfigError for an unreadable one)."""
     config = ec.read_config(t.cast(str, config_path))
     if config is None:
@@ -363,9 +362,7 @@ def refuse_while_encrypted(module: AnsibleModule, config_path: t.Optional[str]) 
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    if yaml is None:
-        module.fail_json(msg=missing_required_lib("PyYAML"))
+    module = TkeKmsModule(argument_spec(), libraries=[PYYAML], supports_check_mode=True)
     path = module.params["path"]
     text = read_text(path)
     if text is None:
@@ -378,8 +375,8 @@ def main() -> None:
         else:
             version, details["encryption_flag"] = edit(module, manifest)
             details["automatic_reload"] = rl.reloads_config(manifest)
-    except (mf.ManifestError, ec.ConfigError, OSError) as exc:
-        module.fail_json(msg=str(exc))
+    except (TkeKmsError, OSError, ValueError) as exc:
+        module.fail_from_exception(exc)
     new_text, preserved = manifest.render()
     result: t.Dict[str, t.Any] = dict(
         changed=new_text != text,
@@ -405,7 +402,7 @@ def main() -> None:
         atomic_write(path, new_text, stat.st_mode & 0o7777, owner=(stat.st_uid, stat.st_gid))
     except (OSError, ValueError) as exc:
         result["changed"] = False  # the manifest was not replaced
-        module.fail_json(msg="cannot write %s: %s" % (path, exc), **result)
+        module.fail_from_exception(exc, "cannot write %s" % path, **result)
     module.exit_json(**result)
 
 

@@ -25,6 +25,24 @@ options:
   kubernetes_version:
     description: Use this version instead of reading it from the image tag (for images without a version tag).
     type: str
+  provider_name:
+    description:
+      - A KMS provider name; RV(provider) is its entry in the configuration the manifest names.
+      - With O(kms_api_version), the name whose existing provider decides V(auto).
+    type: str
+  kms_api_version:
+    description:
+      - The KMS API version asked for (as M(tke.kms.encryption_config) takes it); RV(kms) then holds the
+        decisions M(tke.kms.encryption_config) makes with it, so that a play can act on them first (count
+        objects for a cache size only where one applies).
+      - Needs O(provider_name). Fails as M(tke.kms.encryption_config) would for V(v2) before Kubernetes 1.27.
+    type: str
+    choices: [auto, v1, v2]
+  encryption_config_path:
+    description:
+      - The encryption configuration to be written, when it is not the one the manifest names; RV(kms) is
+        decided with the providers of this file (a missing file has none).
+    type: path
 extends_documentation_fragment:
   - tke.kms.attributes
   - tke.kms.attributes.INFO_MODULE
@@ -158,27 +176,106 @@ etcd:
     prefix:
       description: C(--etcd-prefix) (default V(/registry)).
       type: str
+encryption_config_file:
+  description:
+    - The encryption configuration to write - O(encryption_config_path), else the one the manifest names, else
+      C(/etc/kubernetes/encryption-provider-config.yaml).
+  returned: always
+  type: str
+  sample: /etc/kubernetes/encryption-provider-config.yaml
+automatic_reload_supported:
+  description:
+    - Whether this kube-apiserver has C(--encryption-provider-config-automatic-reload) (Kubernetes 1.26 or
+      newer), which O(tke.kms.apiserver_manifest#module:automatic_reload) needs.
+  returned: always
+  type: bool
+kms_health_check:
+  description:
+    - Whether C(/readyz) of this apiserver has C(kms-provider) checks - its configuration has a KMS provider
+      and it is Kubernetes 1.16 or newer.
+  returned: always
+  type: bool
+provider:
+  description:
+    - The item of RV(kms_providers) named O(provider_name); empty when there is none.
+  returned: when O(provider_name) is set
+  type: dict
+  sample: {name: tke-kms-plugin, api_version: v1, resources: [secrets], write: true}
+kms:
+  description: What M(tke.kms.encryption_config) decides for O(kms_api_version) and O(provider_name).
+  returned: when O(kms_api_version) is set
+  type: dict
+  contains:
+    api_version:
+      description:
+        - The KMS API version O(kms_api_version) resolves to - with V(auto), the version of an existing
+          provider named O(provider_name) (its data needs it), else V(v2) from Kubernetes 1.29, else V(v1).
+      type: str
+      sample: v2
+    cachesize_applies:
+      description: Whether the provider has a DEK cache size (KMS v1 only).
+      type: bool
+    feature_gates:
+      description: The feature gates kube-apiserver needs for it (C(KMSv1=true) for KMS v1 on 1.29+).
+      type: dict
+      sample: {KMSv1: true}
 """
 
 import typing as t
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.tke.kms.plugins.module_utils import _encryption_config as ec
 from ansible_collections.tke.kms.plugins.module_utils import _manifest as mf
+from ansible_collections.tke.kms.plugins.module_utils import _reload as rl
+from ansible_collections.tke.kms.plugins.module_utils._errors import TkeKmsError
 from ansible_collections.tke.kms.plugins.module_utils._files import read_text
-from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import yaml
+from ansible_collections.tke.kms.plugins.module_utils._kube_version import KubeVersion
+from ansible_collections.tke.kms.plugins.module_utils._module import TkeKmsModule
+from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import PYYAML
+
+
+def argument_spec() -> t.Dict[str, t.Any]:
+    return dict(
+        path=dict(type="path", default="/etc/kubernetes/manifests/kube-apiserver.yaml"),
+        kubernetes_version=dict(type="str"),
+        provider_name=dict(type="str"),
+        kms_api_version=dict(type="str", choices=["auto", "v1", "v2"]),
+        encryption_config_path=dict(type="path"),
+    )
+
+
+def kms_decisions(
+    requested: str, version: KubeVersion, config: t.Optional[t.Dict[str, t.Any]], name: str
+) -> t.Dict[str, t.Any]:
+    """The KMS API version, cache size and feature gates that tke.kms.encryption_config will decide."""
+    api_version = ec.resolve_kms_api_version(requested, version, config, name)
+    return dict(
+        api_version=api_version,
+        cachesize_applies=ec.cachesize_applies(api_version),
+        feature_gates=ec.feature_gates_for(api_version, version),
+    )
+
+
+def decisions(
+    params: t.Dict[str, t.Any], version: KubeVersion, config: t.Optional[t.Dict[str, t.Any]], config_file: str
+) -> t.Dict[str, t.Any]:
+    """The provider entry and the KMS decisions the options ask for."""
+    result: t.Dict[str, t.Any] = {}
+    name = params["provider_name"]
+    if name is not None:
+        result["provider"] = ec.provider_entry(config, name)
+    if params["kms_api_version"] is not None:
+        target = ec.read_config(config_file) if params["encryption_config_path"] else config
+        result["kms"] = kms_decisions(params["kms_api_version"], version, target, name)
+    return result
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type="path", default="/etc/kubernetes/manifests/kube-apiserver.yaml"),
-            kubernetes_version=dict(type="str"),
-        ),
+    module = TkeKmsModule(
+        argument_spec(),
+        libraries=[PYYAML],
+        required_by=dict(kms_api_version="provider_name"),
         supports_check_mode=True,
     )
-    if yaml is None:
-        module.fail_json(msg=missing_required_lib("PyYAML"))
     path = module.params["path"]
     text = read_text(path)
     if text is None:
@@ -188,8 +285,11 @@ def main() -> None:
         version = manifest.version(module.params["kubernetes_version"])
         config_path = manifest.encryption_config_host_path()
         config = ec.read_config(config_path) if config_path else None
-    except (mf.ManifestError, ec.ConfigError, OSError) as exc:
-        module.fail_json(msg=str(exc))
+        given = module.params["encryption_config_path"]
+        config_file = ec.config_file(given, manifest.encryption_config_path())
+        decided = decisions(module.params, version, config, config_file)
+    except (TkeKmsError, OSError, ValueError) as exc:
+        module.fail_from_exception(exc)
     flags = manifest.flags()
     annotations = (manifest.pod.value.get("metadata") or {}).get("annotations") or {}
     module.exit_json(
@@ -200,13 +300,17 @@ def main() -> None:
         image=manifest.image,
         encryption_flag=mf.encryption_flag_for(version),
         encryption_config_path=manifest.encryption_config_path(),
+        encryption_config_file=config_file,
         encryption_entries=ec.entry_labels(config),
         kms_providers=ec.kms_providers(config),
+        kms_health_check=ec.has_kms_health_check(config, version),
+        automatic_reload_supported=version >= rl.MINIMUM_VERSION,
         config_checksum=annotations.get(mf.CONFIG_CHECKSUM_ANNOTATION),
         feature_gates=manifest.feature_gates(),
         flags=flags,
         url=mf.apiserver_url(flags),
         etcd=mf.etcd_settings(flags),
+        **decided,
     )
 
 

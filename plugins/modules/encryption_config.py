@@ -232,6 +232,14 @@ removed:
   description: Whether the KMS provider was removed (or would be, in check mode).
   returned: when O(state=absent)
   type: bool
+feature_gates:
+  description:
+    - The feature gates kube-apiserver needs for the KMS provider placed - C(KMSv1=true) for a KMS v1 provider
+      on Kubernetes 1.29 or newer (give them to M(tke.kms.apiserver_manifest) as
+      O(tke.kms.apiserver_manifest#module:feature_gates)). Empty with O(phase=decrypt) or O(state=absent).
+  returned: always
+  type: dict
+  sample: {KMSv1: true}
 kms_api_version:
   description:
     - The KMS provider API that was used (O(kms_api_version=auto) resolved).
@@ -250,8 +258,8 @@ format:
 import os
 import typing as t
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.tke.kms.plugins.module_utils import _encryption_config as ec
+from ansible_collections.tke.kms.plugins.module_utils._errors import TkeKmsError
 from ansible_collections.tke.kms.plugins.module_utils._files import (
     atomic_write,
     backup,
@@ -259,6 +267,8 @@ from ansible_collections.tke.kms.plugins.module_utils._files import (
     read_text,
 )
 from ansible_collections.tke.kms.plugins.module_utils._kube_version import parse_version
+from ansible_collections.tke.kms.plugins.module_utils._module import TkeKmsModule
+from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import PYYAML
 
 MODE = 0o600
 MANIFESTS_DIR = "/etc/kubernetes/manifests"
@@ -266,7 +276,7 @@ MANIFESTS_DIR = "/etc/kubernetes/manifests"
 
 def argument_spec() -> t.Dict[str, t.Any]:
     return dict(
-        path=dict(type="path", default="/etc/kubernetes/encryption-provider-config.yaml"),
+        path=dict(type="path", default=ec.DEFAULT_CONFIG_PATH),
         kubernetes_version=dict(type="str", required=True),
         phase=dict(type="str", choices=["read", "write", "decrypt"], default="write"),
         state=dict(type="str", choices=["present", "absent"], default="present"),
@@ -286,7 +296,7 @@ def places_kms(params: t.Dict[str, t.Any]) -> bool:
     return params["state"] == "present" and params["phase"] != "decrypt"
 
 
-def validate(module: AnsibleModule) -> None:
+def validate(module: TkeKmsModule) -> None:
     params = module.params
     if ":" in params["provider_name"] or not params["provider_name"]:
         module.fail_json(
@@ -305,9 +315,9 @@ def validate(module: AnsibleModule) -> None:
 
 
 def desired_cachesize(
-    module: AnsibleModule, existing: t.Optional[t.Dict[str, t.Any]], api_version: str
+    module: TkeKmsModule, existing: t.Optional[t.Dict[str, t.Any]], api_version: str
 ) -> t.Optional[int]:
-    if api_version != "v1":
+    if not ec.cachesize_applies(api_version):
         if module.params["cachesize"] is not None:
             module.fail_json(
                 msg="cachesize is only valid for KMS v1; KMS v2 providers have no DEK cache size"
@@ -331,7 +341,7 @@ def file_state_differs(path: str) -> bool:
 
 
 def desired_config(
-    module: AnsibleModule, existing: t.Optional[t.Dict[str, t.Any]]
+    module: TkeKmsModule, existing: t.Optional[t.Dict[str, t.Any]]
 ) -> t.Tuple[t.Optional[t.Dict[str, t.Any]], t.Optional[str]]:
     """The configuration to have (None: state absent and no file) and the KMS provider's API version."""
     params = module.params
@@ -354,7 +364,7 @@ def desired_config(
         timeout=params["timeout"],
         cachesize=desired_cachesize(module, existing, api_version),
     )
-    if api_version == "v1" and version >= (1, 29):
+    if ec.needs_kms_v1_gate(api_version, version):
         module.warn(
             "KMS v1 is disabled by default since Kubernetes 1.29: kube-apiserver needs "
             "--feature-gates=KMSv1=true for this configuration (the tke.kms.apiserver role adds it). "
@@ -369,21 +379,24 @@ def _api_version_of(provider: t.Optional[t.Dict[str, t.Any]]) -> t.Optional[str]
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    if ec.yaml is None:
-        module.fail_json(msg=missing_required_lib("PyYAML"))
+    module = TkeKmsModule(argument_spec(), libraries=[PYYAML], supports_check_mode=True)
     validate(module)
     params = module.params
     path = params["path"]
     try:
-        parse_version(params["kubernetes_version"])  # a bad version fails in every state
+        version = parse_version(params["kubernetes_version"])  # a bad version fails in every state
         current_text = read_text(path)
         existing = ec.parse(current_text, path) if current_text is not None else None
         desired, api_version = desired_config(module, existing)
-    except (ValueError, ec.ConfigError, OSError) as exc:
-        module.fail_json(msg=str(exc))
+    except (TkeKmsError, OSError, ValueError) as exc:
+        module.fail_from_exception(exc)
 
-    result: t.Dict[str, t.Any] = dict(changed=False, path=path, kms_api_version=api_version)
+    result: t.Dict[str, t.Any] = dict(
+        changed=False,
+        path=path,
+        kms_api_version=api_version,
+        feature_gates=ec.feature_gates_for(api_version, version) if places_kms(params) else {},
+    )
     if params["state"] == "absent":
         result["removed"] = existing != desired
     carrier = existing if params["state"] == "absent" else desired
@@ -423,7 +436,7 @@ def main() -> None:
                 os.chown(path, 0, 0)
     except (OSError, ValueError) as exc:
         result["changed"] = False  # the file was not replaced
-        module.fail_json(msg="cannot write %s: %s" % (path, exc), **result)
+        module.fail_from_exception(exc, "cannot write %s" % path, **result)
     module.exit_json(**result)
 
 

@@ -71,13 +71,13 @@ verdict:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.tke.kms.plugins.module_utils._module import TkeKmsModule
 from ansible_collections.tke.kms.plugins.module_utils._status import report
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=dict(
+    module = TkeKmsModule(
+        dict(
             statuses=dict(type="dict", required=True),
             masters=dict(type="list", elements="str"),
         ),

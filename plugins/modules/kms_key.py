@@ -420,10 +420,8 @@ def main() -> None:
         module.fail_json(msg="; ".join(problems))
     try:
         module.exit_json(**KeyManager(module).run())
-    except TencentCloudError as exc:
+    except (TencentCloudError, LookupError) as exc:
         module.fail_from_exception(exc)
-    except LookupError as exc:
-        module.fail_json(msg=str(exc))
 
 
 if __name__ == "__main__":

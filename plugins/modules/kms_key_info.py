@@ -127,10 +127,8 @@ def main() -> None:
     )
     try:
         module.exit_json(changed=False, kms_keys=select_keys(module.kms, module.params))
-    except TencentCloudError as exc:
+    except (TencentCloudError, LookupError) as exc:
         module.fail_from_exception(exc)
-    except LookupError as exc:
-        module.fail_json(msg=str(exc))
 
 
 if __name__ == "__main__":

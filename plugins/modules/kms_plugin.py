@@ -130,14 +130,19 @@ options:
   env_secret_key:
     description: SecretKey for O(credentials_source=env). Masked in the module's output and diffs.
     type: str
-  kms_endpoint:
+  endpoint:
     description:
       - KMS endpoint the plugin calls (C(--kms-endpoint)), for example a VPC endpoint
         C(kms.internal.tencentcloudapi.com), or V(http://HOST:PORT) for an emulator. Not set - the public
         C(kms.tencentcloudapi.com).
-      - It is the masters' endpoint, independent of the one the controller uses for the key (the C(endpoint)
-        option of module C(tke.kms.kms_key), E(TENCENTCLOUD_KMS_ENDPOINT)), which is not read here.
+      - If not set, the environment variable E(TENCENTCLOUD_KMS_ENDPOINT) of the host the module runs on is
+        used (the controller with O(deploy_as=daemonset) delegated to it). Give an empty string to keep the
+        public endpoint whatever the environment says.
+      - It is the masters' endpoint; the masters may reach KMS another way than the controller (the
+        C(endpoint) option of module C(tke.kms.kms_key)).
+      - The alias O(kms_endpoint) is deprecated and will be removed in version 1.0.0 of tke.kms.
     type: str
+    aliases: [kms_endpoint]
   metrics_address:
     description:
       - C(HOST:PORT) where the plugin serves C(/livez), C(/readyz) and C(/metrics) (C(--metrics-address));
@@ -198,6 +203,11 @@ options:
     description: Seconds to wait for O(wait).
     type: int
     default: 300
+  wait_sleep:
+    description:
+      - Seconds between two checks while waiting for O(wait).
+      - Not set - 2 with O(deploy_as=daemonset), 1 with O(deploy_as=static_pod).
+    type: int
 extends_documentation_fragment:
   - tke.kms.k8s_auth
   - tke.kms.attributes
@@ -230,7 +240,7 @@ EXAMPLES = r"""
     key_id: "{{ kms.key.KeyId }}"
     credentials_source: cvm_role
     cvm_role: tke-kms-plugin
-    kms_endpoint: kms.internal.tencentcloudapi.com
+    endpoint: kms.internal.tencentcloudapi.com
 
 - name: Pull the image from a private registry (TCR) with a pull Secret in kube-system
   tke.kms.kms_plugin:
@@ -291,45 +301,22 @@ manifest_path:
   sample: /etc/kubernetes/manifests/tke-kms-plugin.yaml
 """
 
-import json
 import os
-import socket
-import stat
-import tempfile
 import typing as t
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import env_fallback
+from ansible_collections.tke.kms.plugins.module_utils._errors import TkeKmsError
 from ansible_collections.tke.kms.plugins.module_utils._k8s import (
-    K8S_IMPORT_ERROR,
-    KubeError,
-    KubeResources,
+    KUBERNETES_CLIENT,
     k8s_auth_argument_spec,
-    missing_client_message,
     narrow_kubeconfig_masking,
-    strip_volatile,
 )
-from ansible_collections.tke.kms.plugins.module_utils._k8s_waiter import (
-    daemonset_rollout,
-    pod_problems,
-    wait_until,
-)
-from ansible_collections.tke.kms.plugins.module_utils._plugin_pod import (
-    APP_LABEL,
-    daemonset,
-    metrics_host_port,
-    redact_credentials,
-    static_pod,
-)
+from ansible_collections.tke.kms.plugins.module_utils._module import TkeKmsModule, merge_argument_specs
+from ansible_collections.tke.kms.plugins.module_utils._plugin_daemonset import DaemonSetDeployment
+from ansible_collections.tke.kms.plugins.module_utils._plugin_deploy import PluginWaitError
+from ansible_collections.tke.kms.plugins.module_utils._plugin_pod import metrics_host_port
+from ansible_collections.tke.kms.plugins.module_utils._plugin_static_pod import StaticPodDeployment
 
-try:
-    import yaml
-except ImportError:  # the manifest is then written as JSON, which the kubelet reads as well
-    yaml = None
-    PARSE_ERRORS: t.Tuple[t.Type[Exception], ...] = (ValueError,)
-else:
-    PARSE_ERRORS = (ValueError, yaml.YAMLError)
-
-MANIFEST_HEADER = "# Managed by tke.kms.kms_plugin: changes made here are overwritten.\n"
 STATIC_POD_PULL_SECRETS = (
     "image_pull_secrets cannot be used with deploy_as=static_pod: the kubelet cannot read Secrets from the "
     "API for a static pod; give the masters' container runtime the registry credentials, or pull the image "
@@ -341,9 +328,8 @@ ENV_WARNING = (
 )
 
 
-def argument_spec() -> t.Dict[str, t.Any]:
-    spec = k8s_auth_argument_spec()
-    spec.update(
+def plugin_argument_spec() -> t.Dict[str, t.Any]:
+    return dict(
         state=dict(type="str", choices=["present", "absent"], default="present"),
         deploy_as=dict(type="str", choices=["daemonset", "static_pod"], default="daemonset"),
         name=dict(type="str", default="tke-kms-plugin"),
@@ -362,7 +348,12 @@ def argument_spec() -> t.Dict[str, t.Any]:
         cvm_role=dict(type="str"),
         env_secret_id=dict(type="str", no_log=True),
         env_secret_key=dict(type="str", no_log=True),
-        kms_endpoint=dict(type="str"),
+        endpoint=dict(
+            type="str",
+            aliases=["kms_endpoint"],
+            deprecated_aliases=[dict(name="kms_endpoint", version="1.0.0", collection_name="tke.kms")],
+            fallback=(env_fallback, ["TENCENTCLOUD_KMS_ENDPOINT"]),
+        ),
         metrics_address=dict(type="str", default="127.0.0.1:9876"),
         qps=dict(type="float"),
         decrypt_cache_size=dict(type="int"),
@@ -374,8 +365,12 @@ def argument_spec() -> t.Dict[str, t.Any]:
         static_pod_path=dict(type="path", default="/etc/kubernetes/manifests/tke-kms-plugin.yaml"),
         wait=dict(type="bool", default=False),
         wait_timeout=dict(type="int", default=300),
+        wait_sleep=dict(type="int"),
     )
-    return spec
+
+
+def argument_spec() -> t.Dict[str, t.Any]:
+    return merge_argument_specs(k8s_auth_argument_spec(), plugin_argument_spec())
 
 
 def parameter_problems(params: t.Dict[str, t.Any]) -> t.List[str]:
@@ -390,206 +385,16 @@ def parameter_problems(params: t.Dict[str, t.Any]) -> t.List[str]:
             problems.append("%s must be an absolute path of a file in a directory other than /" % option)
     if params["wait_timeout"] <= 0:
         problems.append("wait_timeout must be positive")
+    if params["wait_sleep"] is not None and params["wait_sleep"] <= 0:
+        problems.append("wait_sleep must be positive")
     if params["deploy_as"] == "static_pod" and params["image_pull_secrets"]:
         problems.append(STATIC_POD_PULL_SECRETS)
     return problems
 
 
-class DaemonSetDeployment:
-    def __init__(self, module: AnsibleModule) -> None:
-        self.module = module
-        self.params = module.params
-        self.api = KubeResources(self.params)
-
-    def run(self) -> t.Dict[str, t.Any]:
-        namespace, name = self.params["namespace"], self.params["name"]
-        existing = self.api.get_daemonset(namespace, name)
-        if self.params["state"] == "absent":
-            result: t.Dict[str, t.Any] = dict(changed=existing is not None, resource={})
-            if existing is not None and not self.module.check_mode:
-                self.api.delete_daemonset(namespace, name)
-            after: t.Dict[str, t.Any] = {}
-        else:
-            desired = daemonset(self.params)
-            preview = self.api.apply_daemonset(desired, dry_run=True)
-            changed = existing is None or strip_volatile(existing) != strip_volatile(preview)
-            applied = self.api.apply_daemonset(desired) if changed and not self.module.check_mode else preview
-            result = dict(changed=changed, resource=redact_credentials(applied))
-            after = applied
-        if self.module._diff:
-            result["diff"] = dict(
-                before=redact_credentials(strip_volatile(existing)),
-                after=redact_credentials(strip_volatile(after)),
-            )
-        if self.params["wait"] and not self.module.check_mode:
-            check = self.rollout_done if self.params["state"] == "present" else self.removal_done
-            result["rollout"] = self.wait(check)
-        return result
-
-    def rollout_done(self) -> t.Tuple[bool, str]:
-        return daemonset_rollout(self.api.get_daemonset(self.params["namespace"], self.params["name"]))
-
-    def removal_done(self) -> t.Tuple[bool, str]:
-        if self.api.get_daemonset(self.params["namespace"], self.params["name"]) is not None:
-            return False, "the DaemonSet still exists"
-        pods = self.api.list_pods(self.params["namespace"], "%s=%s" % (APP_LABEL, self.params["name"]))
-        if pods:
-            return False, "%d plugin pods still exist" % len(pods)
-        return True, "the DaemonSet and its pods are gone"
-
-    def wait(self, check: t.Callable[[], t.Tuple[bool, str]]) -> t.Dict[str, t.Any]:
-        done, message, waited = wait_until(check, self.params["wait_timeout"])
-        rollout = dict(done=done, message=message, waited=round(waited, 1))
-        if not done:
-            pods = self.api.list_pods(self.params["namespace"], "%s=%s" % (APP_LABEL, self.params["name"]))
-            problems = pod_problems(pods)
-            self.module.fail_json(
-                msg="DaemonSet %s/%s: not done after %ds: %s%s"
-                % (
-                    self.params["namespace"],
-                    self.params["name"],
-                    self.params["wait_timeout"],
-                    message,
-                    "; " + "; ".join(problems) if problems else "",
-                ),
-                rollout=dict(rollout, pods=problems),
-                changed=True,
-            )
-        return rollout
-
-
-def socket_identity(path: str) -> t.Optional[t.Tuple[int, int]]:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_ino, st.st_mtime_ns) if stat.S_ISSOCK(st.st_mode) else None
-
-
-def socket_accepts(path: str) -> bool:
-    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    client.settimeout(2)
-    try:
-        client.connect(path)
-    except OSError:
-        return False
-    finally:
-        client.close()
-    return True
-
-
-class StaticPodDeployment:
-    def __init__(self, module: AnsibleModule) -> None:
-        self.module = module
-        self.params = module.params
-        self.path = self.params["static_pod_path"]
-
-    def read_current(self) -> t.Tuple[t.Optional[str], t.Any]:
-        try:
-            with open(self.path, encoding="utf-8") as handle:
-                text = handle.read()
-        except FileNotFoundError:
-            return None, None
-        try:
-            return text, (yaml.safe_load(text) if yaml else json.loads(text))
-        except PARSE_ERRORS:  # an unreadable manifest is simply replaced
-            return text, None
-
-    def render(self, manifest: t.Dict[str, t.Any]) -> str:
-        if yaml:
-            return MANIFEST_HEADER + yaml.safe_dump(manifest, default_flow_style=False, sort_keys=False)
-        return json.dumps(manifest, indent=2) + "\n"
-
-    def write(self, text: str) -> None:
-        """Atomic replace through a dot file: the kubelet ignores dot files in its manifest directory."""
-        directory = os.path.dirname(self.path)
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        fd, temp_path = tempfile.mkstemp(prefix=".tke-kms-plugin.", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.chmod(temp_path, 0o600)
-            os.replace(temp_path, self.path)
-        except BaseException:
-            if os.path.exists(temp_path):
-                os.unlink(temp_path)
-            raise
-
-    def run(self) -> t.Dict[str, t.Any]:
-        current_text, current = self.read_current()
-        socket_path = self.params["unix_socket"]
-        socket_before = socket_identity(socket_path)
-        if self.params["state"] == "absent":
-            changed = current_text is not None
-            new_text = ""
-            resource: t.Dict[str, t.Any] = {}
-            if changed and not self.module.check_mode:
-                os.unlink(self.path)
-        else:
-            manifest = static_pod(self.params)
-            new_text = self.render(manifest)
-            changed = current != manifest
-            if changed and not self.module.check_mode:
-                self.write(new_text)
-            resource = redact_credentials(manifest)
-        result: t.Dict[str, t.Any] = dict(changed=changed, resource=resource, manifest_path=self.path)
-        if self.module._diff:
-            result["diff"] = dict(
-                before=self.redact_text(current_text or ""),
-                after=self.redact_text(new_text),
-                before_header=self.path,
-                after_header=self.path,
-            )
-        if self.params["wait"] and not self.module.check_mode:
-            if self.params["state"] == "absent":
-                check = self.stopped
-            else:
-                check = self.serving(socket_before if changed else None)
-            done, message, waited = wait_until(check, self.params["wait_timeout"], interval=1.0)
-            result["rollout"] = dict(done=done, message=message, waited=round(waited, 1))
-            if not done:
-                self.module.fail_json(
-                    msg="static pod %s: %s after %ds" % (self.path, message, self.params["wait_timeout"]),
-                    **result,
-                )
-        return result
-
-    def redact_text(self, text: str) -> str:
-        """Diff text without env credentials, also old ones (not among this run's no_log values)."""
-        if not text or (self.params["credentials_source"] != "env" and "SECRET_KEY" not in text):
-            return text
-        try:
-            parsed = yaml.safe_load(text) if yaml else json.loads(text)
-            return self.render(redact_credentials(parsed))
-        except (*PARSE_ERRORS, AttributeError):
-            return "(content hidden: it may hold credentials)"
-
-    def serving(self, old_socket: t.Optional[t.Tuple[int, int]]) -> t.Callable[[], t.Tuple[bool, str]]:
-        """A plugin accepts connections on the socket; after a change, a new one (new socket file)."""
-        path = self.params["unix_socket"]
-
-        def check() -> t.Tuple[bool, str]:
-            identity = socket_identity(path)
-            if identity is None:
-                return False, "no plugin socket at %s yet" % path
-            if old_socket is not None and identity == old_socket:
-                return False, "the previous plugin still owns %s; the kubelet has not restarted it yet" % path
-            if not socket_accepts(path):
-                return False, "%s does not accept connections" % path
-            return True, "the plugin accepts connections on %s" % path
-
-        return check
-
-    def stopped(self) -> t.Tuple[bool, str]:
-        path = self.params["unix_socket"]
-        if socket_identity(path) is not None and socket_accepts(path):
-            return False, "a plugin still accepts connections on %s" % path
-        return True, "no plugin serves %s any more" % path
-
-
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=argument_spec(),
+    module = TkeKmsModule(
+        argument_spec(),
         required_if=[
             ("state", "present", ("image", "region", "key_id")),
             ("credentials_source", "cvm_role", ("cvm_role",)),
@@ -603,15 +408,15 @@ def main() -> None:
         module.fail_json(msg="; ".join(problems))
     if module.params["state"] == "present" and module.params["credentials_source"] == "env":
         module.warn(ENV_WARNING % module.params["namespace"])
-    if module.params["deploy_as"] == "daemonset" and K8S_IMPORT_ERROR:
-        module.fail_json(msg=missing_client_message(), exception=K8S_IMPORT_ERROR)
+    if module.params["deploy_as"] == "daemonset":
+        module.require(KUBERNETES_CLIENT)
     deployment = StaticPodDeployment if module.params["deploy_as"] == "static_pod" else DaemonSetDeployment
     try:
-        module.exit_json(**deployment(module).run())
-    except KubeError as exc:
-        module.fail_json(msg=str(exc), error=exc.as_result())
-    except OSError as exc:
-        module.fail_json(msg="static pod manifest %s: %s" % (module.params["static_pod_path"], exc))
+        module.exit_json(**deployment(module.params, module.check_mode, module._diff).run())
+    except PluginWaitError as exc:
+        module.fail_from_exception(exc, **exc.result)
+    except (TkeKmsError, OSError) as exc:
+        module.fail_from_exception(exc)
 
 
 if __name__ == "__main__":

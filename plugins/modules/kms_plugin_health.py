@@ -15,8 +15,8 @@ description:
     C(v2beta1), C(healthz) V(ok) and a key id.
   - Needs nothing but Python's standard library on the master (the gRPC call is made with a minimal built-in
     HTTP/2 client), so it works on masters without grpcio or the plugin's command line.
-  - An unhealthy plugin is a result (RV(healthy=false) with RV(message)), not a failure, so that a task can
-    wait for it with C(until).
+  - The module fails when the plugin is not healthy - at once, or at the end of O(wait_timeout) with
+    O(wait=true) - and reports RV(healthy) and the reason in RV(message) either way.
 options:
   socket:
     description: The plugin's unix socket on the master.
@@ -33,6 +33,21 @@ options:
     description: Seconds for each call.
     type: float
     default: 5
+  wait:
+    description:
+      - Ask again until the plugin is healthy or O(wait_timeout) has passed (a plugin that is just starting,
+        or whose first KMS check is still running).
+      - V(false) asks once.
+    type: bool
+    default: false
+  wait_timeout:
+    description: Seconds to wait for a healthy answer with O(wait=true).
+    type: int
+    default: 120
+  wait_sleep:
+    description: Seconds between two attempts with O(wait=true).
+    type: int
+    default: 2
 extends_documentation_fragment:
   - tke.kms.attributes
   - tke.kms.attributes.INFO_MODULE
@@ -43,25 +58,39 @@ author:
 """
 
 EXAMPLES = r"""
-- name: Wait until the plugin answers on this master's socket
+- name: Wait until the plugin answers on this master's socket, up to a minute
   tke.kms.kms_plugin_health:
     kms_api_version: v2
+    wait: true
+    wait_timeout: 60
+
+- name: Ask once, and go on with the answer when the plugin is not healthy
+  tke.kms.kms_plugin_health:
+    socket: /var/run/tke-kms-plugin/server.sock
   register: plugin_health
-  until: plugin_health.healthy
-  retries: 30
-  delay: 2
+  failed_when: false
 """
 
 RETURN = r"""
 healthy:
-  description: Whether every requested API answered as kube-apiserver expects.
+  description: Whether every requested API answered as kube-apiserver expects. The module fails when not.
   returned: always
   type: bool
 message:
-  description: What was found, for example why the plugin is not healthy.
+  description: What was found, for example why the plugin is not healthy (also the C(msg) of a failure).
   returned: always
   type: str
   sample: "/var/run/tke-kms-plugin/server.sock: v1beta1 Version ok (tke-kms-plugin 0.1.0); v2 Status ok"
+kms_api_versions:
+  description: The KMS APIs asked, in the names kube-apiserver uses (C(v1beta1) for KMS v1, C(v2)).
+  returned: always
+  type: list
+  elements: str
+  sample: [v1beta1, v2]
+waited:
+  description: Seconds spent waiting for a healthy answer (0 with O(wait=false)).
+  returned: always
+  type: float
 v1:
   description: The v1beta1 C(Version) answer.
   returned: when O(kms_api_version) is V(v1) or V(both) and the plugin answered
@@ -76,12 +105,15 @@ v2:
 
 import typing as t
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tke.kms.plugins.module_utils._grpc_probe import (
     ProbeError,
     kms_v1_version,
     kms_v2_status,
 )
+from ansible_collections.tke.kms.plugins.module_utils._k8s_waiter import wait_until
+from ansible_collections.tke.kms.plugins.module_utils._module import TkeKmsModule
+
+API_NAMES = {"v1": ["v1beta1"], "v2": ["v2"], "both": ["v1beta1", "v2"]}
 
 
 def check_v1(socket: str, timeout: float, result: t.Dict[str, t.Any]) -> str:
@@ -110,18 +142,9 @@ def check_v2(socket: str, timeout: float, result: t.Dict[str, t.Any]) -> str:
     return ""
 
 
-def main() -> None:
-    module = AnsibleModule(
-        argument_spec=dict(
-            socket=dict(type="path", default="/var/run/tke-kms-plugin/server.sock"),
-            kms_api_version=dict(type="str", choices=["v1", "v2", "both"], default="both"),
-            timeout=dict(type="float", default=5),
-        ),
-        supports_check_mode=True,
-    )
-    socket, timeout = module.params["socket"], module.params["timeout"]
-    wanted = module.params["kms_api_version"]
-    result: t.Dict[str, t.Any] = dict(changed=False)
+def probe(socket: str, timeout: float, wanted: str) -> t.Dict[str, t.Any]:
+    """One round of the calls kube-apiserver makes: the answers, `healthy` and a `message` saying why."""
+    result: t.Dict[str, t.Any] = {}
     problems = []
     summary = []
     if wanted in ("v1", "both"):
@@ -139,7 +162,44 @@ def main() -> None:
     problems = [p for p in problems if p]
     result["healthy"] = not problems
     result["message"] = "%s: %s" % (socket, "; ".join(problems or summary))
-    # msg as well: when a retried task gives up, Ansible shows the last result's msg
+    return result
+
+
+def probe_until_healthy(params: t.Dict[str, t.Any]) -> t.Dict[str, t.Any]:
+    """Probe once, or with wait until healthy or the deadline: the last round's result and the time waited."""
+    rounds: t.List[t.Dict[str, t.Any]] = []
+
+    def check() -> t.Tuple[bool, str]:
+        rounds.append(probe(params["socket"], params["timeout"], params["kms_api_version"]))
+        return rounds[-1]["healthy"], rounds[-1]["message"]
+
+    if params["wait"]:
+        waited = wait_until(check, params["wait_timeout"], interval=params["wait_sleep"])[2]
+    else:
+        check()
+        waited = 0.0
+    return dict(rounds[-1], waited=round(waited, 1))
+
+
+def main() -> None:
+    module = TkeKmsModule(
+        dict(
+            socket=dict(type="path", default="/var/run/tke-kms-plugin/server.sock"),
+            kms_api_version=dict(type="str", choices=["v1", "v2", "both"], default="both"),
+            timeout=dict(type="float", default=5),
+            wait=dict(type="bool", default=False),
+            wait_timeout=dict(type="int", default=120),
+            wait_sleep=dict(type="int", default=2),
+        ),
+        supports_check_mode=True,
+    )
+    if module.params["wait_timeout"] <= 0 or module.params["wait_sleep"] <= 0:
+        module.fail_json(msg="wait_timeout and wait_sleep must be positive")
+    result = probe_until_healthy(module.params)
+    result.update(changed=False, kms_api_versions=API_NAMES[module.params["kms_api_version"]])
+    if not result["healthy"]:
+        after = " after %ds" % module.params["wait_timeout"] if module.params["wait"] else ""
+        module.fail_json(msg="the KMS plugin is not healthy%s: %s" % (after, result["message"]), **result)
     module.exit_json(msg=result["message"], **result)
 
 

@@ -165,22 +165,23 @@ msg:
 import os
 import typing as t
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.tke.kms.plugins.module_utils import _kubeadm_config as kc
+from ansible_collections.tke.kms.plugins.module_utils._errors import TkeKmsError
 from ansible_collections.tke.kms.plugins.module_utils._files import (
     atomic_write,
     backup,
     ensure_backup_dir,
     read_text,
 )
-from ansible_collections.tke.kms.plugins.module_utils._https import Endpoint, HttpsError, StatusError
-from ansible_collections.tke.kms.plugins.module_utils._manifest import ApiserverManifest, ManifestError
+from ansible_collections.tke.kms.plugins.module_utils._https import Endpoint, StatusError
+from ansible_collections.tke.kms.plugins.module_utils._manifest import ApiserverManifest
 from ansible_collections.tke.kms.plugins.module_utils._master_api import (
     master_api_argument_spec,
     master_endpoint,
     read_manifest,
 )
-from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import yaml
+from ansible_collections.tke.kms.plugins.module_utils._module import TkeKmsModule, merge_argument_specs
+from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import PYYAML, yaml
 
 CONFIGMAP_PATH = "/api/v1/namespaces/%s/configmaps/%s" % (kc.CONFIGMAP_NAMESPACE, kc.CONFIGMAP_NAME)
 CONFIGMAP_LABEL = "configmap %s/%s" % (kc.CONFIGMAP_NAMESPACE, kc.CONFIGMAP_NAME)
@@ -188,18 +189,19 @@ CONFLICT_RETRIES = 3
 
 
 def argument_spec() -> t.Dict[str, t.Any]:
-    spec = master_api_argument_spec()
-    spec.update(
-        state=dict(type="str", choices=["present", "absent"], default="present"),
-        configmap=dict(type="bool", default=True),
-        config_file=dict(type="path"),
-        socket_dir=dict(type="path", default="/var/run/tke-kms-plugin"),
-        feature_gates=dict(type="list", elements="str", default=["KMSv1"]),
-        config_volume_name=dict(type="str", default="encryption-provider-config"),
-        socket_volume_name=dict(type="str", default="tke-kms-plugin-socket"),
-        backup_dir=dict(type="path", default="/var/backups/tke-kms"),
+    return merge_argument_specs(
+        master_api_argument_spec(),
+        dict(
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            configmap=dict(type="bool", default=True),
+            config_file=dict(type="path"),
+            socket_dir=dict(type="path", default="/var/run/tke-kms-plugin"),
+            feature_gates=dict(type="list", elements="str", default=["KMSv1"]),
+            config_volume_name=dict(type="str", default="encryption-provider-config"),
+            socket_volume_name=dict(type="str", default="tke-kms-plugin-socket"),
+            backup_dir=dict(type="path", default="/var/backups/tke-kms"),
+        ),
     )
-    return spec
 
 
 def make_edit(
@@ -225,7 +227,7 @@ def diff_entry(before: str, after: str, header: str) -> t.Dict[str, str]:
 
 
 def edit_configmap(
-    module: AnsibleModule, endpoint: Endpoint, edit: t.Callable[[kc.ClusterConfiguration], t.Any]
+    module: TkeKmsModule, endpoint: Endpoint, edit: t.Callable[[kc.ClusterConfiguration], t.Any]
 ) -> t.Tuple[t.Dict[str, t.Any], t.Any, t.Optional[t.Dict[str, str]]]:
     """(result, what the edit returned, diff); reads again and retries when another writer came first."""
     for _attempt in range(CONFLICT_RETRIES):
@@ -265,7 +267,7 @@ def edit_configmap(
 
 
 def edit_config_file(
-    module: AnsibleModule, path: str, edit: t.Callable[[kc.ClusterConfiguration], t.Any]
+    module: TkeKmsModule, path: str, edit: t.Callable[[kc.ClusterConfiguration], t.Any]
 ) -> t.Tuple[t.Dict[str, t.Any], t.Any, t.Optional[t.Dict[str, str]]]:
     text = read_text(path)
     if text is None:
@@ -303,9 +305,7 @@ def summary(params: t.Dict[str, t.Any], result: t.Dict[str, t.Any]) -> str:
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    if yaml is None:
-        module.fail_json(msg=missing_required_lib("PyYAML"))
+    module = TkeKmsModule(argument_spec(), libraries=[PYYAML], supports_check_mode=True)
     params = module.params
     result: t.Dict[str, t.Any] = dict(changed=False)
     diffs = []
@@ -327,8 +327,8 @@ def main() -> None:
             with master_endpoint(params, manifest) as endpoint:
                 result["configmap"], removed["configmap"], diff = edit_configmap(module, endpoint, edit)
             diffs.append(diff)
-    except (kc.KubeadmConfigError, ManifestError, HttpsError, OSError, ValueError) as exc:
-        module.fail_json(msg=str(exc), **result)
+    except (TkeKmsError, OSError, ValueError) as exc:
+        module.fail_from_exception(exc, **result)
     result["changed"] = any(
         place.get("changed") for place in (result.get("configmap"), result.get("config_file")) if place
     )

@@ -174,29 +174,33 @@ elapsed_seconds:
 import itertools
 import typing as t
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.tke.kms.plugins.module_utils._https import HttpsError
-from ansible_collections.tke.kms.plugins.module_utils._manifest import ManifestError
+from ansible_collections.tke.kms.plugins.module_utils._errors import TkeKmsError
 from ansible_collections.tke.kms.plugins.module_utils._master_api import (
     master_api_argument_spec,
     master_endpoint,
     read_manifest,
 )
+from ansible_collections.tke.kms.plugins.module_utils._module import (
+    TkeKmsModule,
+    error_result,
+    merge_argument_specs,
+)
 from ansible_collections.tke.kms.plugins.module_utils._rewrite import (
     Item,
     ProgressFile,
+    ProgressFileError,
     RewriteError,
     Tally,
     discover,
     list_items,
     run,
 )
-from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import yaml
+from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import PYYAML
 
 FAILURES_IN_MESSAGE = 3
 
 
-def split_names(module: AnsibleModule, names: t.List[str]) -> t.List[t.Tuple[str, str]]:
+def split_names(module: TkeKmsModule, names: t.List[str]) -> t.List[t.Tuple[str, str]]:
     pairs = []
     for entry in names:
         namespace, _sep, name = entry.partition("/")
@@ -206,7 +210,7 @@ def split_names(module: AnsibleModule, names: t.List[str]) -> t.List[t.Tuple[str
     return pairs
 
 
-def check_params(module: AnsibleModule) -> t.List[str]:
+def check_params(module: TkeKmsModule) -> t.List[str]:
     """The resources to rewrite, once each, after the checks Ansible's argument spec cannot make."""
     params = module.params
     for option, least in (("workers", 1), ("page_size", 1), ("retries", 0)):
@@ -242,30 +246,30 @@ def counted(result: t.Dict[str, t.Any], outcome: str) -> int:
 
 
 def main() -> None:
-    spec = master_api_argument_spec()
-    spec.update(
-        resources=dict(type="list", elements="str", default=["secrets"]),
-        secrets=dict(type="list", elements="str", no_log=False),
-        workers=dict(type="int", default=16),
-        page_size=dict(type="int", default=500),
-        retries=dict(type="int", default=5, aliases=["conflict_retries"]),
-        progress_file=dict(type="path"),
+    spec = merge_argument_specs(
+        master_api_argument_spec(),
+        dict(
+            resources=dict(type="list", elements="str", default=["secrets"]),
+            secrets=dict(type="list", elements="str", no_log=False),
+            workers=dict(type="int", default=16),
+            page_size=dict(type="int", default=500),
+            retries=dict(type="int", default=5, aliases=["conflict_retries"]),
+            progress_file=dict(type="path"),
+        ),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    if yaml is None:
-        module.fail_json(msg=missing_required_lib("PyYAML"))
+    module = TkeKmsModule(spec, libraries=[PYYAML], supports_check_mode=True)
     params = module.params
     resource_names = check_params(module)
     names = split_names(module, params["secrets"]) if params["secrets"] is not None else None
     try:
         endpoint = master_endpoint(params, read_manifest(params["manifest_path"]))
-    except (ManifestError, HttpsError) as exc:
-        module.fail_json(msg=str(exc))
+    except (TkeKmsError, OSError, ValueError) as exc:
+        module.fail_from_exception(exc)
     with endpoint:
         try:
             resources = [discover(endpoint, name) for name in resource_names]
-        except (RewriteError, HttpsError) as exc:
-            module.fail_json(msg=str(exc))
+        except TkeKmsError as exc:
+            module.fail_from_exception(exc)
         progress = (
             ProgressFile(params["progress_file"])
             if params["progress_file"] and not module.check_mode
@@ -275,8 +279,8 @@ def main() -> None:
         if progress is not None:
             try:
                 progress.write(tally.counts(state="running"))
-            except OSError as exc:
-                module.fail_json(msg="cannot write the progress file %s: %s" % (progress.path, exc))
+            except ProgressFileError as exc:
+                module.fail_from_exception(exc)
         if names is not None:
             items: t.Iterable[Item] = [Item(resources[0], ns, name, None) for ns, name in names]
         else:
@@ -284,7 +288,7 @@ def main() -> None:
                 list_items(endpoint, resource, params["page_size"], params["retries"])
                 for resource in resources
             )
-        stopped = None
+        stopped: t.Optional[RewriteError] = None
         try:
             run(
                 endpoint,
@@ -295,18 +299,20 @@ def main() -> None:
                 check_mode=module.check_mode,
             )
         except RewriteError as exc:
-            stopped = str(exc)
+            stopped = exc
     result = result_of(tally)
     failed = counted(result, "failures")  # all of them: the list names only the first ones
     state = "stopped" if stopped else "failed" if failed else "done"
     if progress is not None:
         try:
             progress.write(tally.counts(state=state))
-        except OSError as exc:
-            module.warn("cannot write the progress file %s: %s" % (progress.path, exc))
+        except ProgressFileError as exc:
+            module.warn(str(exc))
     if stopped:
         module.fail_json(
-            msg="re-encryption stopped after %d objects: %s" % (result["total"], stopped), **result
+            msg="re-encryption stopped after %d objects: %s" % (result["total"], stopped),
+            error=error_result(stopped),
+            **result,
         )
     if failed:
         first = "; ".join("%(name)s (%(error)s)" % f for f in tally.failures[:FAILURES_IN_MESSAGE])

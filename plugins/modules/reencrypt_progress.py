@@ -12,15 +12,16 @@ description:
   - Reads the progress file that M(tke.kms.reencrypt) writes with O(tke.kms.reencrypt#module:progress_file)
     while it runs (started with C(async)), and returns its counts with a one-line RV(summary) - objects
     handled of those expected, the rate and the time so far.
-  - Waits up to O(wait) seconds first, returning as soon as the file says the run has ended, so a loop that
-    calls it every few seconds shows progress without polling faster than needed.
+  - Waits up to O(wait_timeout) seconds first, returning as soon as the file says the run has ended, so a loop
+    that calls it every few seconds shows progress without polling faster than needed. Unlike the modules that
+    wait for a state, the deadline passing is not a failure here: the progress so far is the answer.
   - Read-only. A file not written yet (the run is still starting) is reported with RV(state) V(starting).
 options:
   path:
     description: The progress file on the master.
     type: path
     required: true
-  wait:
+  wait_timeout:
     description: Seconds to wait before reading, cut short when the run ends.
     type: int
     default: 0
@@ -50,7 +51,7 @@ EXAMPLES = r"""
 - name: Read its progress after up to 5 seconds
   tke.kms.reencrypt_progress:
     path: /var/tmp/tke-kms-reencrypt.json
-    wait: 5
+    wait_timeout: 5
   register: progress
 
 - name: Show it
@@ -98,10 +99,10 @@ summary:
 """
 
 import json
-import time
 import typing as t
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.tke.kms.plugins.module_utils._k8s_waiter import wait_until
+from ansible_collections.tke.kms.plugins.module_utils._module import TkeKmsModule
 
 ENDED = ("done", "failed", "stopped")
 READ_EVERY = 0.5  # seconds between two reads while waiting for the run to end
@@ -117,12 +118,16 @@ def read_progress(path: str) -> t.Optional[t.Dict[str, t.Any]]:
 
 
 def wait_for_end(path: str, seconds: int) -> t.Optional[t.Dict[str, t.Any]]:
-    deadline = time.monotonic() + seconds
-    while True:
-        document = read_progress(path)
-        if (document or {}).get("state") in ENDED or time.monotonic() >= deadline:
-            return document
-        time.sleep(min(READ_EVERY, max(0.0, deadline - time.monotonic())))
+    """The last counts read, once the run has ended or `seconds` have passed."""
+    last: t.List[t.Optional[t.Dict[str, t.Any]]] = [None]
+
+    def ended() -> t.Tuple[bool, str]:
+        last[0] = read_progress(path)
+        state = (last[0] or {}).get("state")
+        return state in ENDED, str(state)
+
+    wait_until(ended, seconds, interval=READ_EVERY)
+    return last[0]
 
 
 def progress_of(document: t.Optional[t.Dict[str, t.Any]], expected: t.Optional[int]) -> t.Dict[str, t.Any]:
@@ -160,18 +165,18 @@ def summary(counts: t.Dict[str, t.Any], document: t.Dict[str, t.Any]) -> str:
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = TkeKmsModule(
         argument_spec=dict(
             path=dict(type="path", required=True),
-            wait=dict(type="int", default=0),
+            wait_timeout=dict(type="int", default=0),
             expected=dict(type="int"),
         ),
         supports_check_mode=True,
     )
     params = module.params
-    if params["wait"] < 0:
-        module.fail_json(msg="wait must be at least 0, got %d" % params["wait"])
-    document = wait_for_end(params["path"], params["wait"])
+    if params["wait_timeout"] < 0:
+        module.fail_json(msg="wait_timeout must be at least 0, got %d" % params["wait_timeout"])
+    document = wait_for_end(params["path"], params["wait_timeout"])
     module.exit_json(changed=False, **progress_of(document, params["expected"]))
 
 

@@ -104,8 +104,8 @@ import pwd
 import stat
 import typing as t
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tke.kms.plugins.module_utils._files import atomic_write, read_text
+from ansible_collections.tke.kms.plugins.module_utils._module import TkeKmsModule
 
 
 def argument_spec() -> t.Dict[str, t.Any]:
@@ -161,7 +161,7 @@ def current_attributes(path: str) -> t.Optional[t.Tuple[int, int, int]]:
     return stat.S_IMODE(found.st_mode), found.st_uid, found.st_gid
 
 
-def wanted_content(module: AnsibleModule) -> t.Tuple[str, t.Optional[os.stat_result]]:
+def wanted_content(module: TkeKmsModule) -> t.Tuple[str, t.Optional[os.stat_result]]:
     """The content to restore and the file whose mode and owner it gets by default."""
     if module.params["content"] is not None:
         try:
@@ -171,20 +171,20 @@ def wanted_content(module: AnsibleModule) -> t.Tuple[str, t.Optional[os.stat_res
     return read_backup(module, module.params["src"])
 
 
-def read_backup(module: AnsibleModule, src: str) -> t.Tuple[str, os.stat_result]:
+def read_backup(module: TkeKmsModule, src: str) -> t.Tuple[str, os.stat_result]:
     try:
         text = read_text(src)
         if text is None:
             module.fail_json(msg="the backup %s does not exist; nothing was restored" % src)
         return t.cast(str, text), os.stat(src)
     except (OSError, UnicodeDecodeError) as exc:
-        module.fail_json(msg="cannot read the backup %s (%s); nothing was restored" % (src, exc))
+        module.fail_from_exception(exc, "cannot read the backup %s (nothing was restored)" % src)
     raise AssertionError("unreachable")
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=argument_spec(),
+    module = TkeKmsModule(
+        argument_spec(),
         supports_check_mode=True,
         required_one_of=[("src", "content")],
         mutually_exclusive=[("src", "content")],
@@ -214,7 +214,7 @@ def main() -> None:
     try:
         atomic_write(dest, text, mode, owner=(uid, gid))
     except OSError as exc:
-        module.fail_json(msg="cannot write %s: %s; it was left as it was" % (dest, exc), dest=dest)
+        module.fail_from_exception(exc, "cannot write %s (it was left as it was)" % dest, dest=dest)
     module.exit_json(**result)
 
 

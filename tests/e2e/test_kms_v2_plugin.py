@@ -1,4 +1,4 @@
-"""Our plugin behind the modern KMS v2 code path (k8s.io/apiserver >= 0.29, route B) on a custom resource."""
+"""Our plugin behind the modern KMS v2 code path (k8s.io/apiserver >= 0.29: the apiext lab) on a CRD."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Key rotation and turning encryption off with KMS v2, on a real apiserver (route B; issue 8).
+"""Key rotation and turning encryption off with KMS v2, on a real apiserver (the apiext lab; issue 8).
 
 The lab's kube-apiserver 1.20 knows only KMS v1, so playbooks/rotate.yml and playbooks/disable.yml are proven
 there with v1. Here the same module sequence those playbooks run on a master - tke.kms.encryption_config on

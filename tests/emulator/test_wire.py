@@ -41,7 +41,7 @@ def signed(emulator, emulator_credentials):
 
 
 def test_official_tc3_vector():
-    """Tencent's documented example (tencent-kms-api.md §1.3.2)."""
+    """Tencent's documented example (docs/tencent-kms-api.md)."""
     payload = b'{"Limit": 1, "Filters": [{"Values": ["\\u672a\\u547d\\u540d"], "Name": "instance-name"}]}'
     signature = tc3_signature(
         "Gu5t9xGARNpq86cd98joQYCN3EXAMPLE",

@@ -67,6 +67,9 @@ def test_apply_rerun_update_and_remove(ansible_module: Run, control_plane: Contr
 
     again = ansible_module("tke.kms.kms_plugin", args, diff=True)
     assert again["changed"] is False, again["diff"]
+    deployed = ansible_module("tke.kms.kms_plugin_info", kube, check=True)
+    assert (deployed["exists"], deployed["key_id"], deployed["changed"]) == (True, "key-1", False)
+    assert deployed["resource"]["spec"] == stored["spec"] and "--key-id=key-1" in deployed["args"]
     assert read_daemonset(control_plane)["metadata"]["generation"] == stored["metadata"]["generation"]
 
     update = dict(args, key_id="key-2")
@@ -93,6 +96,8 @@ def test_apply_rerun_update_and_remove(ansible_module: Run, control_plane: Contr
     assert removed["rollout"]["done"] is True
     assert read_daemonset(control_plane) is None
     assert ansible_module("tke.kms.kms_plugin", absent)["changed"] is False
+    gone = ansible_module("tke.kms.kms_plugin_info", kube)
+    assert (gone["exists"], gone["key_id"], gone["resource"]) == (False, "", {}), gone.result
 
 
 def test_fields_added_by_others_survive_and_drift_is_repaired(

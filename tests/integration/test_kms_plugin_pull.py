@@ -15,7 +15,7 @@ PRIVATE = dict(
     image="tkekms.tencentcloudcr.com/infra/tke-kms-plugin:0.1.0",
     image_pull_secrets=["tcr-pull"],
     image_pull_policy="Always",
-    kms_endpoint="kms.internal.tencentcloudapi.com",
+    endpoint="kms.internal.tencentcloudapi.com",
 )
 
 

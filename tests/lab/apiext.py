@@ -1,4 +1,4 @@
-"""Route B: a standalone apiextensions-apiserver on k8s.io/apiserver >= 0.29 with a test CRD.
+"""The apiext lab: a standalone apiextensions-apiserver on k8s.io/apiserver >= 0.29 with a test CRD.
 
 It carries the modern encryption code (KMS v2 GA, KDF seeds, Status polling, key_id rotation) but
 serves no core API, so the encrypted resource is a cluster-scoped custom resource `widgets.example.com`.

@@ -1,4 +1,4 @@
-"""Route A: kube-apiserver (+ kube-controller-manager + kube-scheduler) v1.20.2 on loopback.
+"""The kube-1.20 lab: kube-apiserver (+ kube-controller-manager + kube-scheduler) v1.20.2 on loopback.
 
 Laid out like a kubeadm master: one lab CA, serving certs, client certs, kubeconfigs like
 admin.conf / controller-manager.conf / scheduler.conf, RBAC + Node authorization, etcd over mutual
@@ -53,7 +53,7 @@ def write_manifest(path: Path, argv: list[str], version: str = binaries.KUBE_VER
 
 
 class APIServerBase:
-    """What route A and route B share: a TLS-serving apiserver process, its health endpoints, clients."""
+    """What the kube-1.20 and apiext labs share: a TLS-serving apiserver process, health endpoints, clients"""
 
     name = "apiserver"
     admin_conf_name = "apiserver-admin.conf"
@@ -268,7 +268,7 @@ class KubeAPIServer(APIServerBase):
 class KubeV2APIServer(KubeAPIServer):
     """The lab's KMS v2 kube-apiserver (tests/lab/kube_apiserver: k8s.io/apiserver 0.36 serving core
     namespaces, secrets and configmaps) with a kubeadm 1.30+ flag set: KMS v1 off unless
-    `--feature-gates=KMSv1=true` is among the extra args. Raises binaries.RouteUnavailable without sid."""
+    `--feature-gates=KMSv1=true` is among the extra args. Raises binaries.SidUnavailable without sid."""
 
     def __init__(self, directory: Path, pki: LabPKI, etcd: Etcd, **kwargs: Any) -> None:
         super().__init__(directory, pki, etcd, **kwargs)

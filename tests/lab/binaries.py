@@ -24,8 +24,9 @@ ROUTE_UNAVAILABLE = 3  # apiext-sid.sh, kube-v2.sh: Debian sid could not be down
 BUILD_TIMEOUT = 3600
 
 
-class RouteUnavailable(LabError):
-    """Route B cannot be obtained for reasons outside this project (sid mirror, upstream skew)."""
+class SidUnavailable(LabError):
+    """A Debian sid build (the apiext lab, the KMS v2 kube-apiserver) cannot be obtained for reasons outside
+    this project (sid mirror, upstream skew)."""
 
 
 def run_build(script: str) -> Path:
@@ -37,7 +38,7 @@ def run_build(script: str) -> Path:
             (line for line in result.stderr.splitlines() if line.startswith("SKIP-REASON:")),
             result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "no reason given",
         )
-        raise RouteUnavailable(reason.removeprefix("SKIP-REASON:").strip())
+        raise SidUnavailable(reason.removeprefix("SKIP-REASON:").strip())
     if result.returncode != 0:
         raise LabError(f"{script} failed with exit {result.returncode}:\n{result.stderr[-4000:]}")
     return Path(result.stdout.strip().splitlines()[-1])
@@ -64,7 +65,7 @@ def kubeadm_binary() -> Path:
 
 @functools.cache
 def apiext_binary() -> Path:
-    """The route-B apiextensions-apiserver; raises RouteUnavailable when sid cannot be had."""
+    """The apiext lab's apiextensions-apiserver; raises SidUnavailable when sid cannot be had."""
     versions = {}
     for binary in CACHE_ROOT.glob("apiext-*/apiextensions-apiserver"):
         # Only finished builds: apiext-0.36.4/, never an in-progress apiext-0.36.4.tmp/.
@@ -80,7 +81,7 @@ def apiext_binary() -> Path:
 @functools.cache
 def kube_v2_binary() -> Path:
     """The lab's KMS v2 kube-apiserver (tests/lab/kube_apiserver on sid's k8s.io/apiserver); the
-    script returns the cached build of this source at once. Raises RouteUnavailable without sid."""
+    script returns the cached build of this source at once. Raises SidUnavailable without sid."""
     return run_build("kube-v2.sh")
 
 

@@ -615,7 +615,7 @@ class MasterLab:
     `lab.gateway`, the host's address on the lab bridge.
 
     `kms_v2=True`: v2 masters. Their kube-apiserver is the lab's KMS v2 apiserver (Kubernetes 1.36
-    library code, raises binaries.RouteUnavailable without Debian sid) under kubeadm 1.30+'s manifest;
+    library code, raises binaries.SidUnavailable without Debian sid) under kubeadm 1.30+'s manifest;
     only that component runs, and the agents run static pods without reporting to the API.
     """
 

@@ -15,14 +15,14 @@ def test_sid_unreachable_is_route_unavailable_with_its_reason(tmp_path, monkeypa
     monkeypatch.setenv("TKE_KMS_DEBIAN_MIRROR", "http://127.0.0.1:9/debian")  # nothing listens on port 9
 
     with pytest.raises(
-        binaries.RouteUnavailable, match=r"sid package lists could not be downloaded.*127\.0\.0\.1:9"
+        binaries.SidUnavailable, match=r"sid package lists could not be downloaded.*127\.0\.0\.1:9"
     ):
         binaries.run_build("apiext-sid.sh")
 
 
-def test_cached_route_a_is_found_without_building():
+def test_cached_kube_1_20_lab_is_found_without_building():
     if not all(
         (binaries.CACHE_ROOT / f"kube-{binaries.KUBE_VERSION}" / b).exists() for b in binaries.KUBE_BINARIES
     ):
-        pytest.skip("route A not built yet (make lab-binaries)")
+        pytest.skip("the kube-1.20 lab not built yet (make lab-binaries)")
     assert binaries.run_build("kube-1.20.sh") == binaries.kube_dir()

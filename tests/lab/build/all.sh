@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# All lab binaries: etcd (apt) first, then route A beside the two sid builds (route B's
+# All lab binaries: etcd (apt) first, then the kube-1.20 lab beside the two sid builds (the apiext lab's
 # apiextensions-apiserver, then the lab's KMS v2 kube-apiserver, which shares its Go build cache).
 # Each is mostly one Go build; side by side they finish in about the time of the longer one.
 # Cached builds return at once. sid unavailable (exit 3) is reported loudly and is not an error here:
@@ -32,12 +32,12 @@ rc_rootfs=0; wait "$rootfs" || rc_rootfs=$?
 
 status=0
 if [ "$rc_kube" -ne 0 ]; then
-  log "route A build FAILED (exit $rc_kube):"; tail -40 "$logs/kube.err" >&2; status=1
+  log "kube-1.20 lab build FAILED (exit $rc_kube):"; tail -40 "$logs/kube.err" >&2; status=1
 else
-  log "route A: $(tail -1 "$logs/kube.out")"
+  log "kube-1.20 lab: $(tail -1 "$logs/kube.out")"
 fi
 case "$rc_apiext" in
-  0) log "route B: $(tail -1 "$logs/apiext.out")"; log "KMS v2 kube-apiserver: $(tail -1 "$logs/kube-v2.out")" ;;
+  0) log "apiext lab: $(tail -1 "$logs/apiext.out")"; log "KMS v2 kube-apiserver: $(tail -1 "$logs/kube-v2.out")" ;;
   3) log "sid builds SKIPPED, KMS v2 tests will skip: $(cat "$logs/apiext.err" "$logs/kube-v2.err" 2>/dev/null | grep -m1 '^SKIP-REASON:')" ;;
   *) log "sid build FAILED (exit $rc_apiext):"; tail -40 "$logs/apiext.err" "$logs/kube-v2.err" 2>/dev/null >&2; status=1 ;;
 esac

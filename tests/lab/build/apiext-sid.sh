@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Route B: a standalone apiextensions-apiserver on k8s.io/apiserver >= 0.29 (the modern KMS v2 code
+# The apiext lab: a standalone apiextensions-apiserver on k8s.io/apiserver >= 0.29 (the modern KMS v2 code
 # path), built from Debian sid's Go -dev packages (tests/lab/build/sid-go.sh). Cached by version.
 # Prints the path of the binary. Exit 3 (with one line on stderr) when sid itself cannot be
 # downloaded, so callers can skip loudly instead of failing.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Route A: kube-apiserver, kube-controller-manager, kube-scheduler and kubeadm v1.20.2 built offline from
+# The kube-1.20 lab: kube-apiserver, kube-controller-manager, kube-scheduler and kubeadm v1.20.2 built offline from
 # Debian bookworm's `kubernetes` source package (it carries vendor/). Cached by version; a second
 # run prints the cache directory and does nothing else. Prints the directory holding the binaries.
 source "$(dirname "$0")/common.sh"

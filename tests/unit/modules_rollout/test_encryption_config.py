@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import textwrap
 from pathlib import Path
 
@@ -13,7 +14,9 @@ from ansible_collections.tke.kms.plugins.module_utils import _encryption_config 
 from ansible_collections.tke.kms.plugins.module_utils._kube_version import parse_version
 from ansible_collections.tke.kms.plugins.modules import encryption_config
 
+from tests.lab.playbooks import ansible_playbook, output
 from tests.unit.collection import run_module
+from tests.unit.modules_rollout.conftest import MANIFESTS
 
 SOCKET = "unix:///var/run/tke-kms-plugin/server.sock"
 AESCBC_SECRET = "c2VjcmV0IGlzIHNlY3VyZSwgb3IgaXMgaXQ/Cg=="
@@ -572,3 +575,46 @@ def test_a_yaml_error_names_file_line_and_column_but_never_the_key(tmp_path) -> 
     assert result["msg"] == f"{path} is not valid YAML (line 10, column 63); fix it or move it away"
     assert AESCBC_SECRET not in json.dumps(result) and AESCBC_SECRET[:12] not in json.dumps(result)
     assert path.read_text() == text and sorted(os.listdir(tmp_path)) == ["c.yaml"]
+
+
+def test_the_role_gives_an_existing_kms_v1_provider_on_1_30_its_cache_size(tmp_path) -> None:
+    """roles/encryption_config used to decide v1/v2 from the version alone: with auto on 1.29+ it took an
+    existing KMS v1 provider for v2 and dropped the cachesize asked for. Now the module decides."""
+    config = tmp_path / "encryption-provider-config.yaml"
+    config.write_text(GO_PLUGIN_CONFIG)
+    manifest = tmp_path / "kube-apiserver.yaml"
+    manifest.write_text(
+        (MANIFESTS / "kube-apiserver-1.30.encrypted.yaml")
+        .read_text()
+        .replace("/etc/kubernetes/encryption-provider-config.yaml", str(config))
+    )
+    role_vars = dict(
+        encryption_config_manifest_path=str(manifest),
+        encryption_config_cachesize=6000,
+        encryption_config_backup_dir=str(tmp_path / "backups"),
+    )
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "hosts": "localhost",
+                    "gather_facts": False,
+                    "roles": [{"role": "tke.kms.encryption_config", "vars": role_vars}],
+                }
+            ]
+        )
+    )
+    run = ansible_playbook(
+        str(playbook),
+        "-i",
+        "localhost,",
+        "-c",
+        "local",
+        "-e",
+        f"ansible_python_interpreter={sys.executable}",
+        timeout=120,
+    )
+    assert run.returncode == 0, output(run)
+    assert providers(config)[0]["kms"]["cachesize"] == 6000
+    assert "apiVersion" not in providers(config)[0]["kms"]

@@ -49,10 +49,49 @@ def test_the_real_plugin_answers_both_apis(
     assert "v1beta1 Version ok" in result["message"] and "v2 Status ok" in result["message"]
 
 
-def test_a_missing_socket_is_unhealthy_not_a_failure(plugin_socket):
+def test_a_missing_socket_fails_and_says_why(plugin_socket):
     result = run_module(kms_plugin_health.main, {"socket": plugin_socket, "timeout": 1})
-    assert result["healthy"] is False and not result.get("failed")
-    assert "cannot connect" in result["message"]
+    assert result["failed"] is True and result["healthy"] is False and result["waited"] == 0
+    assert "cannot connect" in result["message"] and result["message"] in result["msg"]
+
+
+def test_wait_gives_up_at_the_deadline_and_fails(plugin_socket):
+    started = time.monotonic()
+    result = run_module(
+        kms_plugin_health.main, {"socket": plugin_socket, "wait": True, "wait_timeout": 2, "wait_sleep": 1}
+    )
+    assert 2 <= time.monotonic() - started < 10
+    assert result["failed"] is True and result["healthy"] is False and result["waited"] >= 2
+    assert "not healthy after 2s" in result["msg"] and "cannot connect" in result["message"]
+
+
+def test_wait_sees_a_plugin_that_starts_late(
+    start_plugin, plugin_socket, emulator, emulator_credentials, kms_key
+):
+    """The module is already asking when the plugin starts: it keeps asking until the plugin is healthy."""
+    secret_id, secret_key = emulator_credentials
+    outcome: dict = {}
+    waiter = threading.Thread(
+        target=lambda: outcome.update(
+            run_module(
+                kms_plugin_health.main,
+                {"socket": plugin_socket, "wait": True, "wait_timeout": 30, "wait_sleep": 1},
+            )
+        )
+    )
+    waiter.start()
+    try:
+        start_plugin(
+            plugin_socket,
+            key_id=kms_key,
+            endpoint=emulator.endpoint,
+            secret_id=secret_id,
+            secret_key=secret_key,
+        )
+    finally:
+        waiter.join()
+    assert outcome["healthy"] is True and not outcome.get("failed"), outcome
+    assert outcome["waited"] > 0 and outcome["kms_api_versions"] == ["v1beta1", "v2"]
 
 
 class _Failing(kms_v2_pb2_grpc.KeyManagementServiceServicer):
@@ -69,7 +108,8 @@ def test_a_grpc_error_is_reported(plugin_socket):
         with pytest.raises(ProbeError, match="gRPC error"):
             kms_v2_status(plugin_socket, timeout=3)
         result = run_module(kms_plugin_health.main, {"socket": plugin_socket, "kms_api_version": "v2"})
-        assert result["healthy"] is False and "v2 Status failed" in result["message"]
+        assert result["failed"] is True and result["healthy"] is False
+        assert "v2 Status failed" in result["message"] and result["kms_api_versions"] == ["v2"]
     finally:
         server.stop(None).wait()
 

@@ -28,17 +28,13 @@ from .config import (
     ConfigError,
     CredentialConfig,
     Endpoint,
+    endpoint_from_environment,
     parse_duration,
     split_host_port,
 )
+from .usage import EXIT_USAGE, UsageParser
 
-EXIT_USAGE = 2
 EXIT_FAILURE = 1
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 def _duration(text: str) -> float:
@@ -69,7 +65,7 @@ def _non_negative_float(text: str) -> float:
 
 
 def server_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = UsageParser(
         prog="tke-kms-plugin",
         description="Kubernetes KMS plugin (v1beta1 and v2 on one unix socket) for Tencent Cloud KMS. "
         "Subcommand: `tke-kms-plugin health-check --help`.",
@@ -88,9 +84,9 @@ def server_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--kms-endpoint",
-        default=os.environ.get("TKE_KMS_ENDPOINT", ""),
-        help="Tencent KMS endpoint: HOST, https://HOST or http://HOST:PORT (env TKE_KMS_ENDPOINT; "
-        "default: the SDK's kms.tencentcloudapi.com)",
+        default=endpoint_from_environment(os.environ),
+        help="Tencent KMS endpoint: HOST, https://HOST or http://HOST:PORT (env TENCENTCLOUD_KMS_ENDPOINT, "
+        "or TKE_KMS_ENDPOINT as earlier versions; default: the SDK's kms.tencentcloudapi.com)",
     )
     p.add_argument(
         "--credentials-file", help="INI file with [default] secret_id, secret_key[, token]; mode 0600"

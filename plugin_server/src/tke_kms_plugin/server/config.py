@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -10,6 +11,10 @@ DEFAULT_SOCKET = "/var/run/tke-kms-plugin/server.sock"
 DEFAULT_REGION = "ap-beijing"  # the Go plugin's default
 DEFAULT_METRICS_ADDRESS = "127.0.0.1:9876"
 TENCENT_QPS_QUOTA = 300.0  # Encrypt and Decrypt: 300 requests/s per API (Tencent KMS docs)
+
+# Where the plugin reads its KMS endpoint when --kms-endpoint is not given, first match wins: the Tencent
+# Cloud name the SDKs and the collection's modules use, then the name earlier versions of this plugin read.
+ENDPOINT_ENVIRONMENT = ("TENCENTCLOUD_KMS_ENDPOINT", "TKE_KMS_ENDPOINT")
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -36,6 +41,14 @@ def parse_duration(text: str) -> float:
     if value < 0:
         raise ConfigError(f"invalid duration {text!r}: must not be negative")
     return value
+
+
+def endpoint_from_environment(environ: Mapping[str, str]) -> str:
+    """The endpoint the environment names (ENDPOINT_ENVIRONMENT order), '' for the SDK default."""
+    for name in ENDPOINT_ENVIRONMENT:
+        if environ.get(name, "").strip():
+            return environ[name].strip()
+    return ""
 
 
 @dataclass(frozen=True)

@@ -57,10 +57,6 @@ def deadline_exceeded(message: str = "deadline exceeded before Tencent KMS answe
     return KmsError(grpc.StatusCode.DEADLINE_EXCEEDED, message, ErrorKind.DEADLINE)
 
 
-def unavailable(message: str) -> KmsError:
-    return KmsError(grpc.StatusCode.UNAVAILABLE, message, ErrorKind.TRANSIENT)
-
-
 # Exact codes first, then the longest matching dotted prefix ("AuthFailure.SignatureFailure": "AuthFailure").
 _S = grpc.StatusCode
 _K = ErrorKind

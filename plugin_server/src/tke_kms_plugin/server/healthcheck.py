@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .config import DEFAULT_SOCKET, ConfigError, parse_duration
+from .usage import UsageParser
 
 if TYPE_CHECKING:
     import grpc
@@ -33,9 +34,7 @@ class Unhealthy(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .cli import _Parser  # noqa: PLC0415
-
-    p = _Parser(prog="tke-kms-plugin health-check", description=__doc__.splitlines()[0])
+    p = UsageParser(prog="tke-kms-plugin health-check", description=__doc__.splitlines()[0])
     p.add_argument("--unix-socket", default=DEFAULT_SOCKET, help="plugin socket (default %(default)s)")
     p.add_argument(
         "--deep", action="store_true", help="also do a KMS v2 Encrypt/Decrypt round trip via Tencent"

@@ -23,7 +23,7 @@ PARAMS: dict[str, Any] = dict(
     cvm_role=None,
     env_secret_id=None,
     env_secret_key=None,
-    kms_endpoint=None,
+    endpoint=None,
     metrics_address="127.0.0.1:9876",
     qps=None,
     decrypt_cache_size=None,
@@ -97,7 +97,7 @@ def test_arguments_for_the_plugin_cli() -> None:
 def test_optional_arguments_are_passed_when_set() -> None:
     args = pod.plugin_args(
         params(
-            kms_endpoint="http://10.0.0.5:8080",
+            endpoint="http://10.0.0.5:8080",
             qps=50.0,
             decrypt_cache_size=0,
             verbosity=4,

@@ -86,6 +86,7 @@ def test_error_description_has_action_code_message_request_id_and_hint() -> None
     assert "(RequestId: req-1)" in text
     assert "TENCENTCLOUD_SECRET_ID" in text
     assert error.as_result() == dict(
+        kind="TencentCloudError",
         action="ListKeyDetail",
         code="AuthFailure.SecretIdNotFound",
         message="secret id not found",

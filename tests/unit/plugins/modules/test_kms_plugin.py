@@ -209,3 +209,23 @@ def test_a_kubeconfig_path_is_not_masked(
 ) -> None:
     result = run_module(kms_plugin.main, dict(static, kubeconfig=static["static_pod_path"]))
     assert result["manifest_path"] == static["static_pod_path"]
+
+
+def test_endpoint_and_its_deprecated_alias(
+    run_module: Callable[..., dict], static: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = run_module(kms_plugin.main, dict(static, kms_endpoint="kms.internal.tencentcloudapi.com"))
+    assert "--kms-endpoint=kms.internal.tencentcloudapi.com" in container_args(result)
+    assert kms_plugin.argument_spec()["endpoint"]["deprecated_aliases"] == [
+        dict(name="kms_endpoint", version="1.0.0", collection_name="tke.kms")
+    ]
+    monkeypatch.setenv("TENCENTCLOUD_KMS_ENDPOINT", "http://127.0.0.1:8080")
+    from_env = run_module(kms_plugin.main, static)
+    assert "--kms-endpoint=http://127.0.0.1:8080" in container_args(from_env)
+    # an empty endpoint is the public one, whatever the environment says
+    public = run_module(kms_plugin.main, dict(static, endpoint=""))
+    assert not [arg for arg in container_args(public) if arg.startswith("--kms-endpoint")]
+
+
+def container_args(result: dict) -> list[str]:
+    return result["resource"]["spec"]["containers"][0]["args"]

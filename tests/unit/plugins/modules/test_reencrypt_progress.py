@@ -53,7 +53,7 @@ def test_the_wait_ends_as_soon_as_the_run_does(tmp_path: Path) -> None:
     writer.start()
     started = time.monotonic()
     try:
-        result = run_module(reencrypt_progress.main, dict(path=str(path), wait=30, expected=1000))
+        result = run_module(reencrypt_progress.main, dict(path=str(path), wait_timeout=30, expected=1000))
     finally:
         writer.cancel()
     assert time.monotonic() - started < 10  # not the full 30 s
@@ -65,5 +65,5 @@ def test_the_wait_ends_as_soon_as_the_run_does(tmp_path: Path) -> None:
 
 
 def test_a_negative_wait_is_refused(tmp_path: Path) -> None:
-    result = run_module(reencrypt_progress.main, dict(path=str(tmp_path / "p.json"), wait=-1))
-    assert result["failed"] and result["msg"] == "wait must be at least 0, got -1"
+    result = run_module(reencrypt_progress.main, dict(path=str(tmp_path / "p.json"), wait_timeout=-1))
+    assert result["failed"] and result["msg"] == "wait_timeout must be at least 0, got -1"

@@ -184,7 +184,8 @@ def in_range(value: int, bounds: tuple[int, int], code: str, name: str) -> int:
     return value
 
 
-def key_metadata(key: Key) -> dict[str, Any]:
+def key_summary(key: Key) -> dict[str, Any]:
+    """The fields CreateKey answers with, which KeyMetadata starts with too."""
     return {
         "KeyId": key.key_id,
         "Alias": key.alias,
@@ -192,6 +193,12 @@ def key_metadata(key: Key) -> dict[str, Any]:
         "Description": key.description,
         "KeyState": key.key_state,
         "KeyUsage": key.key_usage,
+    }
+
+
+def key_metadata(key: Key) -> dict[str, Any]:
+    return {
+        **key_summary(key),
         "Type": 1,
         "CreatorUin": CREATOR_UIN,
         "KeyRotationEnabled": key.rotation_enabled,
@@ -272,12 +279,7 @@ def create_key(store: KeyStore, region: str, params: dict[str, Any]) -> dict[str
         check_unique_alias(store, region, alias)
         key = store.create(region, alias=alias, description=description, tags=tags, key_usage=usage)
     return {
-        "KeyId": key.key_id,
-        "Alias": key.alias,
-        "CreateTime": key.create_time,
-        "Description": key.description,
-        "KeyState": key.key_state,
-        "KeyUsage": key.key_usage,
+        **key_summary(key),
         "TagCode": 0,
         "TagMsg": "Success",
         "HsmClusterId": "",

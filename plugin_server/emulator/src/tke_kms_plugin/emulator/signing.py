@@ -1,4 +1,4 @@
-"""TC3-HMAC-SHA256, computed exactly as tencentcloud-sdk-python does (tencent-kms-api.md §1.3).
+"""TC3-HMAC-SHA256, computed exactly as tencentcloud-sdk-python does (docs/tencent-kms-api.md).
 
 The server side (`verify_request`) hashes the raw body bytes it received; it never re-serialises JSON.
 `sign_request` is the client side, for tests that send raw HTTP the SDK would refuse to build.

@@ -40,7 +40,7 @@ def make_kms_client(  # noqa: PLR0917 - positional order is the fixtures' publis
 ) -> KmsClient:
     """The real SDK client for an emulator at `endpoint` ("127.0.0.1:PORT"), over plain HTTP.
 
-    The SDK sends loopback traffic to $HTTP_PROXY when set (tencent-kms-api.md §1.1): unset it in tests.
+    The SDK sends loopback traffic to $HTTP_PROXY when set (docs/tencent-kms-api.md): unset it in tests.
     """
     http_profile = HttpProfile(protocol="http", endpoint=endpoint, reqTimeout=timeout)
     return KmsClient(
@@ -88,7 +88,7 @@ def signed_headers(
     version: str = API_VERSION,
     timestamp: int | None = None,
 ) -> dict[str, str]:
-    """The headers the Python SDK sends for a POST of `body` (tencent-kms-api.md §1.2), to tweak in tests."""
+    """The headers the Python SDK sends for a POST of `body` (docs/tencent-kms-api.md), to tweak in tests."""
     timestamp = int(time.time()) if timestamp is None else timestamp
     headers = {
         "Content-Type": "application/json",
@@ -127,10 +127,6 @@ class EmulatorProcess:
     @property
     def admin(self) -> EmulatorAdmin:
         return EmulatorAdmin(self.url)
-
-    def stderr_text(self) -> str:
-        self._stderr.seek(0)
-        return self._stderr.read().decode(errors="replace")
 
     def stop(self, timeout: float = 10) -> int:
         """SIGTERM, then SIGKILL after `timeout`; returns the exit status."""

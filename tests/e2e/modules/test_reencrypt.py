@@ -1,5 +1,5 @@
-"""tke.kms.reencrypt against a real kube-apiserver 1.20.2 + etcd (tests/lab, route A) with a KMS v1 plugin
-(the no-op one), and for custom resources against route B (apiextensions-apiserver 0.36, KMS v2): the lab's
+"""tke.kms.reencrypt against a real kube-apiserver 1.20.2 + etcd (the kube-1.20 lab) with a KMS v1 plugin (the
+no-op one), and for custom resources against the apiext lab (apiextensions-apiserver 0.36, KMS v2): the lab's
 1.20.2 build crashes on custom resources (vendored reflect2 1.0.1 under Go 1.19, "unexpected fault address").
 
 Objects are created while the apiserver writes in the clear ([identity, kms]), the apiserver is restarted in
@@ -90,7 +90,7 @@ class Lab:
 
 @pytest.fixture
 def lab(control_plane_factory, noop_plugin_factory, tmp_path) -> Lab:
-    """Route A, Secrets and ConfigMaps encrypted with KMS v1: seed objects, then call lab.write_phase()."""
+    """The kube-1.20 lab, Secrets and ConfigMaps under KMS v1: seed objects, then call lab.write_phase()."""
     kms = encryption.kms_v1(PROVIDER, noop_plugin_factory("reencrypt").socket)
     resources = ("secrets", "configmaps")
     plane = control_plane_factory(encryption.config([encryption.identity(), kms], resources))
@@ -206,7 +206,7 @@ def test_configmaps(lab) -> None:
 
 @pytest.fixture
 def apiext_lab(apiext_factory, noop_plugin_factory, tmp_path) -> Lab:
-    """Route B, custom resources encrypted with KMS v2; its built-in CRD is the cluster-scoped widgets."""
+    """The apiext lab, custom resources under KMS v2; its built-in CRD is the cluster-scoped widgets."""
     kms = encryption.kms_v2(PROVIDER, noop_plugin_factory("reencrypt-v2").socket)
     resources = ("widgets.example.com", "gadgets.example.com")
     server = apiext_factory(encryption.config([encryption.identity(), kms], resources))
@@ -281,7 +281,7 @@ def admin_endpoint(lab: Lab) -> Endpoint:
     apiserver = lab.apiserver
     return Endpoint(
         apiserver.url,
-        ca_file=str(apiserver.pki.ca.cert),
+        ca_cert=str(apiserver.pki.ca.cert),
         cert_file=str(apiserver.admin.cert),
         key_file=str(apiserver.admin.key),
     )

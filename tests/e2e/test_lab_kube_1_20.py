@@ -1,4 +1,4 @@
-"""The lab itself (route A, kube-apiserver v1.20.2): what it stores is what etcd really holds.
+"""The lab itself (the kube-1.20 lab, kube-apiserver v1.20.2): what it stores is what etcd really holds.
 
 These use identity, aescbc and the no-op KMS plugin, so they check the lab and not our plugin.
 """

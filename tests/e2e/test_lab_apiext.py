@@ -1,4 +1,4 @@
-"""The lab itself (route B, k8s.io/apiserver >= 0.29): KMS v2 and v1 envelopes on the test CRD."""
+"""The lab itself (the apiext lab, k8s.io/apiserver >= 0.29): KMS v2 and v1 envelopes on the test CRD."""
 
 from __future__ import annotations
 
