@@ -348,7 +348,7 @@ def main() -> None:
                 list_pending=False,
             )
         except (mf.ManifestError, HttpsError, ValueError) as exc:
-            module.fail_from_exception(exc, counting="the objects in etcd")
+            module.fail_from_exception(exc, "cannot count the objects in etcd")
         result["objects"] = {resource: census.counts() for resource, census in each.items()}
     module.exit_json(**result)
 
