@@ -14,7 +14,7 @@ description:
     handled of those expected, the rate and the time so far.
   - Waits up to O(wait_timeout) seconds first, returning as soon as the file says the run has ended, so a loop
     that calls it every few seconds shows progress without polling faster than needed. Unlike the modules that
-    wait for a state, the deadline passing is not a failure here: the progress so far is the answer.
+    wait for a state, the deadline passing is not a failure here - the progress so far is the answer.
   - Read-only. A file not written yet (the run is still starting) is reported with RV(state) V(starting).
 options:
   path:
