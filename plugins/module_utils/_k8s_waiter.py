@@ -70,6 +70,15 @@ def pod_problems(pods: t.List[t.Dict[str, t.Any]]) -> t.List[str]:
     return problems
 
 
+def wait_argument_spec(timeout: float, sleep: t.Optional[float]) -> t.Dict[str, t.Any]:
+    """wait, wait_timeout and wait_sleep as kubernetes.core names them, for every module that can wait."""
+    return dict(
+        wait=dict(type="bool", default=False),
+        wait_timeout=dict(type="float", default=timeout),
+        wait_sleep=dict(type="float", default=sleep),
+    )
+
+
 def wait_until(
     check: t.Callable[[], t.Tuple[bool, str]],
     timeout: float,

@@ -134,7 +134,7 @@ import typing as t
 
 from ansible_collections.tke.kms.plugins.module_utils import _encryption_config as ec
 from ansible_collections.tke.kms.plugins.module_utils._https import Endpoint, HttpsError
-from ansible_collections.tke.kms.plugins.module_utils._k8s_waiter import wait_until
+from ansible_collections.tke.kms.plugins.module_utils._k8s_waiter import wait_argument_spec, wait_until
 from ansible_collections.tke.kms.plugins.module_utils._manifest import ManifestError
 from ansible_collections.tke.kms.plugins.module_utils._master_api import (
     master_api_argument_spec,
@@ -182,9 +182,7 @@ def main() -> None:
             started_after=dict(type="float"),
             require_kms=dict(type="bool"),
             kubernetes_version=dict(type="str"),
-            wait=dict(type="bool", default=False),
-            wait_timeout=dict(type="float", default=120),
-            wait_sleep=dict(type="float", default=5),
+            **wait_argument_spec(timeout=120, sleep=5),
         ),
     )
     module = TkeKmsModule(spec, libraries=[PYYAML], supports_check_mode=True)

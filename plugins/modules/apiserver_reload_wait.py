@@ -159,6 +159,7 @@ from ansible_collections.tke.kms.plugins.module_utils import _manifest as mf
 from ansible_collections.tke.kms.plugins.module_utils import _reload as rl
 from ansible_collections.tke.kms.plugins.module_utils._https import Endpoint, HttpsError
 from ansible_collections.tke.kms.plugins.module_utils._k8s_options import with_deprecated_alias
+from ansible_collections.tke.kms.plugins.module_utils._k8s_waiter import wait_until
 from ansible_collections.tke.kms.plugins.module_utils._master_api import (
     master_api_argument_spec,
     master_endpoint,
@@ -303,20 +304,22 @@ class Waiter:
 
 def wait(module: TkeKmsModule, waiter: Waiter) -> t.Dict[str, t.Any]:
     params = module.params
-    started = time.monotonic()
-    deadline = started + params["wait_timeout"]
-    while True:
-        result = waiter.check()
-        result["waited"] = round(time.monotonic() - started, 1)
-        if result["healthy"] or module.check_mode:
-            return result
-        if waiter.gave_up():
-            result["message"] += "; gave up %.0fs after the failed reload" % params["failure_grace"]
-            module.fail_json(msg=result["message"], **result)
-        if time.monotonic() + params["wait_sleep"] > deadline:
-            result["message"] += "; waited %.0fs" % result["waited"]
-            module.fail_json(msg=result["message"], **result)
-        time.sleep(params["wait_sleep"])  # the poll interval of a wait with a deadline
+    last: t.Dict[str, t.Any] = {}
+
+    def check() -> t.Tuple[bool, str]:
+        last.clear()
+        last.update(waiter.check())
+        return bool(last["healthy"] or module.check_mode or waiter.gave_up()), last["message"]
+
+    waited = wait_until(check, params["wait_timeout"], params["wait_sleep"])[2]
+    result = dict(last, waited=round(waited, 1))
+    if result["healthy"] or module.check_mode:
+        return result
+    if waiter.gave_up():
+        result["message"] += "; gave up %.0fs after the failed reload" % params["failure_grace"]
+    else:
+        result["message"] += "; waited %.0fs" % result["waited"]
+    module.fail_json(msg=result["message"], **result)
 
 
 def main() -> None:

@@ -201,13 +201,13 @@ options:
     default: false
   wait_timeout:
     description: Seconds to wait for O(wait).
-    type: int
+    type: float
     default: 300
   wait_sleep:
     description:
       - Seconds between two checks while waiting for O(wait).
       - Not set - 2 with O(deploy_as=daemonset), 1 with O(deploy_as=static_pod).
-    type: int
+    type: float
 extends_documentation_fragment:
   - tke.kms.k8s_auth
   - tke.kms.attributes
@@ -311,6 +311,7 @@ from ansible_collections.tke.kms.plugins.module_utils._k8s import (
     k8s_auth_argument_spec,
     narrow_kubeconfig_masking,
 )
+from ansible_collections.tke.kms.plugins.module_utils._k8s_waiter import wait_argument_spec
 from ansible_collections.tke.kms.plugins.module_utils._module import TkeKmsModule, merge_argument_specs
 from ansible_collections.tke.kms.plugins.module_utils._plugin_daemonset import DaemonSetDeployment
 from ansible_collections.tke.kms.plugins.module_utils._plugin_deploy import PluginWaitError
@@ -363,9 +364,7 @@ def plugin_argument_spec() -> t.Dict[str, t.Any]:
         node_selector=dict(type="dict"),
         extra_tolerations=dict(type="list", elements="dict"),
         static_pod_path=dict(type="path", default="/etc/kubernetes/manifests/tke-kms-plugin.yaml"),
-        wait=dict(type="bool", default=False),
-        wait_timeout=dict(type="int", default=300),
-        wait_sleep=dict(type="int"),
+        **wait_argument_spec(timeout=300, sleep=None),
     )
 
 

@@ -42,11 +42,11 @@ options:
     default: false
   wait_timeout:
     description: Seconds to wait for a healthy answer with O(wait=true).
-    type: int
+    type: float
     default: 120
   wait_sleep:
     description: Seconds between two attempts with O(wait=true).
-    type: int
+    type: float
     default: 2
 extends_documentation_fragment:
   - tke.kms.attributes
@@ -110,7 +110,7 @@ from ansible_collections.tke.kms.plugins.module_utils._grpc_probe import (
     kms_v1_version,
     kms_v2_status,
 )
-from ansible_collections.tke.kms.plugins.module_utils._k8s_waiter import wait_until
+from ansible_collections.tke.kms.plugins.module_utils._k8s_waiter import wait_argument_spec, wait_until
 from ansible_collections.tke.kms.plugins.module_utils._module import TkeKmsModule
 
 API_NAMES = {"v1": ["v1beta1"], "v2": ["v2"], "both": ["v1beta1", "v2"]}
@@ -187,9 +187,7 @@ def main() -> None:
             socket=dict(type="path", default="/var/run/tke-kms-plugin/server.sock"),
             kms_api_version=dict(type="str", choices=["v1", "v2", "both"], default="both"),
             timeout=dict(type="float", default=5),
-            wait=dict(type="bool", default=False),
-            wait_timeout=dict(type="int", default=120),
-            wait_sleep=dict(type="int", default=2),
+            **wait_argument_spec(timeout=120, sleep=2),
         ),
         supports_check_mode=True,
     )

@@ -198,7 +198,7 @@ def main() -> None:
         mode, uid, gid = wanted_attributes(module.params, model)
         before = read_text(dest)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        module.fail_json(msg="%s: %s; nothing was restored" % (dest, exc), dest=dest)
+        module.fail_from_exception(exc, "%s (nothing was restored)" % dest, dest=dest)
     attributes_before = current_attributes(dest)
     result: t.Dict[str, t.Any] = dict(
         changed=before != text or attributes_before != (mode, uid, gid),
