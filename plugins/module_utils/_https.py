@@ -39,6 +39,14 @@ class HttpsError(TkeKmsError):
     """The endpoint could not be reached or credentials could not be found."""
 
 
+class Answer(t.NamedTuple):
+    """An HTTP answer: status, body and headers (case-insensitive get)."""
+
+    status: int
+    body: bytes
+    headers: t.Mapping[str, str]
+
+
 # What a kept-alive connection the server has closed meanwhile (idle timeout, restart) looks like.
 _DROPPED = (
     http.client.RemoteDisconnected,
@@ -140,8 +148,8 @@ class Endpoint:
         body: t.Any = None,
         content_type: str = "application/json",
         accept: str = "application/json",
-    ) -> t.Tuple[int, bytes]:
-        """(HTTP status, body); HttpsError when the endpoint cannot be reached at all."""
+    ) -> Answer:
+        """The HTTP answer, whatever its status; HttpsError when the endpoint cannot be reached at all."""
         headers = {"Accept": accept}
         data = None
         if body is not None:
@@ -156,7 +164,7 @@ class Endpoint:
             try:
                 connection.request(method, path, body=data, headers=headers)
                 response = connection.getresponse()
-                return response.status, response.read()
+                return Answer(response.status, response.read(), response.headers)
             except _DROPPED as exc:
                 connection.close()
                 if reused and may_retry:
@@ -191,24 +199,36 @@ class Endpoint:
         accept: str = "application/json",
     ) -> t.Any:
         """The decoded JSON answer of a 2xx call; HttpsError with the status and message otherwise."""
-        status, raw = self.request(method, path, body, content_type, accept)
+        status, raw, headers = self.request(method, path, body, content_type, accept)
         if not 200 <= status < 300:
             answer = _decoded(raw)
             raise StatusError(
                 status,
                 "%s %s%s: HTTP %d %s" % (method, self.url, path, status, _message(raw, answer)),
                 answer if isinstance(answer, dict) else {},
+                headers,
             )
         return json.loads(raw.decode("utf-8")) if raw else None
 
 
 class StatusError(HttpsError):
-    """An HTTP answer other than 2xx; `answer` is its decoded JSON object (a Kubernetes Status), or {}."""
+    """An HTTP answer other than 2xx; `answer` is its decoded JSON object (a Kubernetes Status), or {}, and
+    `headers` its HTTP headers (Retry-After)."""
 
-    def __init__(self, status: int, message: str, answer: t.Optional[t.Dict[str, t.Any]] = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        answer: t.Optional[t.Dict[str, t.Any]] = None,
+        headers: t.Optional[t.Mapping[str, str]] = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.answer = answer or {}
+        self.headers = headers or {}
+
+    def details(self) -> t.Dict[str, t.Any]:
+        return dict(status=self.status)
 
 
 def _decoded(raw: bytes) -> t.Any:

@@ -16,7 +16,6 @@ import os
 import traceback
 import typing as t
 
-from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.tke.kms.plugins.module_utils._errors import TkeKmsError
 from ansible_collections.tke.kms.plugins.module_utils._k8s_options import (
     KUBECONFIG_ENV,
@@ -26,6 +25,7 @@ from ansible_collections.tke.kms.plugins.module_utils._k8s_options import (
 from ansible_collections.tke.kms.plugins.module_utils._module import Library
 from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import syntax_error_message
 
+K8S_IMPORT_ERROR: t.Optional[str] = None
 try:
     import yaml  # the Python client's own dependency: it reads kubeconfig files with it
     from kubernetes import client as k8s_client
@@ -33,9 +33,7 @@ try:
     from kubernetes.client.rest import ApiException
     from kubernetes.config.config_exception import ConfigException
 except ImportError:
-    K8S_IMPORT_ERROR: t.Optional[str] = traceback.format_exc()
-else:
-    K8S_IMPORT_ERROR = None
+    K8S_IMPORT_ERROR = traceback.format_exc()
 
 K8S_PACKAGE = "kubernetes"
 KUBERNETES_CLIENT = Library(K8S_PACKAGE, K8S_IMPORT_ERROR)
@@ -99,10 +97,6 @@ def narrow_kubeconfig_masking(module: t.Any) -> None:
         if spec.get("no_log") and name != "kubeconfig":
             secret |= _strings(module.params.get(name))
     module.no_log_values.difference_update(public - secret)
-
-
-def missing_client_message() -> t.Optional[str]:
-    return missing_required_lib(K8S_PACKAGE) if K8S_IMPORT_ERROR else None
 
 
 class KubeError(TkeKmsError):

@@ -23,7 +23,7 @@ from ansible_collections.tke.kms.plugins.module_utils._errors import TkeKmsError
 from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import (
     Ref,
     YamlEditError,
-    YamlEditor,
+    open_editor,
     syntax_error_message,
     yaml,
 )
@@ -167,10 +167,7 @@ class ClusterConfiguration:
 
     def __init__(self, text: str, what: str) -> None:
         self.what = what
-        try:
-            self.editor = YamlEditor(text, what)
-        except YamlEditError as exc:
-            raise KubeadmConfigError(str(exc)) from exc
+        self.editor = open_editor(text, what, KubeadmConfigError)
         root = self.editor.root
         if not isinstance(root.value, dict) or root.value.get("kind") != KIND:
             kind = root.value.get("kind") if isinstance(root.value, dict) else type(root.value).__name__

@@ -17,7 +17,7 @@ from ansible_collections.tke.kms.plugins.module_utils._kube_version import (
     parse_version,
     version_from_image,
 )
-from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import Ref, YamlEditError, YamlEditor, yaml
+from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import Ref, YamlEditError, open_editor, yaml
 
 CONTAINER_NAME = "kube-apiserver"
 ENCRYPTION_FLAG = "--encryption-provider-config"
@@ -90,10 +90,7 @@ class ApiserverManifest:
 
     def __init__(self, text: str, path: str = "the manifest") -> None:
         self.path = path
-        try:
-            self.editor = YamlEditor(text, path)
-        except YamlEditError as exc:
-            raise ManifestError(str(exc)) from exc
+        self.editor = open_editor(text, path, ManifestError)
         pod = self.editor.root
         if not isinstance(pod.value, dict) or pod.value.get("kind") != "Pod":
             raise ManifestError("%s is not a Pod manifest (kind: %s)" % (path, _kind_of(pod.value)))

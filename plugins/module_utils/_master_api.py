@@ -28,6 +28,8 @@ from ansible_collections.tke.kms.plugins.module_utils._k8s_options import (
     from_env,
     with_deprecated_alias,
 )
+from ansible_collections.tke.kms.plugins.module_utils._module import TkeKmsModule, merge_argument_specs
+from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import PYYAML
 
 MANIFEST_PATH = "/etc/kubernetes/manifests/kube-apiserver.yaml"
 ADMIN_CONF = "/etc/kubernetes/admin.conf"  # kubeadm's: credentials when no kubeconfig is given
@@ -48,6 +50,15 @@ def master_api_argument_spec() -> t.Dict[str, t.Any]:
         manifest_argument_spec(),
         kubeconfig=dict(type="path", fallback=from_env(KUBECONFIG_ENV)),
         **options,
+    )
+
+
+def master_module(*option_sets: t.Dict[str, t.Any]) -> TkeKmsModule:
+    """A module that runs on a master against its own apiserver: these options, PyYAML, check mode."""
+    return TkeKmsModule(
+        merge_argument_specs(master_api_argument_spec(), *option_sets),
+        libraries=[PYYAML],
+        supports_check_mode=True,
     )
 
 

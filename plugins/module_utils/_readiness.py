@@ -21,13 +21,13 @@ START_TIME = re.compile(rb"^process_start_time_seconds\s+(\S+)", re.MULTILINE)
 
 def readiness(endpoint: Endpoint, path: str) -> t.Tuple[int, t.Dict[str, bool]]:
     """(HTTP status, check name -> passing) of the verbose readiness endpoint."""
-    status, body = endpoint.request("GET", path + "?verbose")
+    answer = endpoint.request("GET", path + "?verbose")
     checks = {}
-    for line in body.decode("utf-8", "replace").splitlines():
+    for line in answer.body.decode("utf-8", "replace").splitlines():
         match = CHECK_LINE.match(line)
         if match:
             checks[match.group(2)] = match.group(1) == "+"
-    return status, checks
+    return answer.status, checks
 
 
 def kms_checks(checks: t.Dict[str, bool]) -> t.Dict[str, bool]:
@@ -37,10 +37,12 @@ def kms_checks(checks: t.Dict[str, bool]) -> t.Dict[str, bool]:
 
 def metrics(endpoint: Endpoint) -> bytes:
     """The apiserver's /metrics text; HttpsError unless it answers 200."""
-    status, body = endpoint.request("GET", "/metrics", accept="text/plain")
-    if status != 200:
-        raise HttpsError("GET /metrics: HTTP %d (the credentials need get on the /metrics URL)" % status)
-    return body
+    answer = endpoint.request("GET", "/metrics", accept="text/plain")
+    if answer.status != 200:
+        raise HttpsError(
+            "GET /metrics: HTTP %d (the credentials need get on the /metrics URL)" % answer.status
+        )
+    return answer.body
 
 
 def process_start_time(body: bytes) -> float:

@@ -184,8 +184,7 @@ def server_delay(error: Exception) -> t.Optional[float]:
     """The delay the apiserver asked for: its Retry-After header, else its Status' retryAfterSeconds."""
     if not isinstance(error, StatusError):
         return None
-    headers = getattr(error, "headers", None) or {}
-    asked = retry_after_header(headers.get("Retry-After"))
+    asked = retry_after_header(error.headers.get("Retry-After"))
     return asked if asked is not None else status_retry_after(error.status, error.answer)
 
 

@@ -23,6 +23,7 @@ from ansible_collections.tke.kms.plugins.module_utils._module import (
 )
 from ansible_collections.tke.kms.plugins.module_utils._retries import backoff_delays, call_with_retries
 
+SDK_IMPORT_ERROR: t.Optional[str] = None
 try:
     from tencentcloud.common.common_client import CommonClient
     from tencentcloud.common.credential import Credential
@@ -30,9 +31,7 @@ try:
     from tencentcloud.common.profile.client_profile import ClientProfile
     from tencentcloud.common.profile.http_profile import HttpProfile
 except ImportError:
-    SDK_IMPORT_ERROR: t.Optional[str] = traceback.format_exc()
-else:
-    SDK_IMPORT_ERROR = None
+    SDK_IMPORT_ERROR = traceback.format_exc()
 
 SDK_PACKAGE = "tencentcloud-sdk-python-kms"
 TENCENTCLOUD_SDK = Library(SDK_PACKAGE, SDK_IMPORT_ERROR)

@@ -22,13 +22,12 @@ import typing as t
 from ansible_collections.tke.kms.plugins.module_utils._errors import TkeKmsError
 from ansible_collections.tke.kms.plugins.module_utils._module import Library
 
+_YAML_IMPORT_ERROR: t.Optional[str] = None
 try:
     import yaml
 except ImportError:  # TkeKmsModule reports the missing library (libraries=[PYYAML])
     yaml = None  # type: ignore[assignment]
-    _YAML_IMPORT_ERROR: t.Optional[str] = traceback.format_exc()
-else:
-    _YAML_IMPORT_ERROR = None
+    _YAML_IMPORT_ERROR = traceback.format_exc()
 
 PYYAML = Library("PyYAML", _YAML_IMPORT_ERROR)
 
@@ -112,6 +111,14 @@ def block_lines(value: t.Any) -> t.List[str]:
         return [render_scalar(value) if not isinstance(value, (dict, list)) else json.dumps(value)]
     dumped = yaml.safe_dump(value, default_flow_style=False, sort_keys=False, allow_unicode=True, width=2**30)
     return dumped.rstrip("\n").split("\n")
+
+
+def open_editor(text: str, what: str, error: t.Type[TkeKmsError]) -> "YamlEditor":
+    """A YamlEditor of text; a document it cannot read raises the caller's error class (same message)."""
+    try:
+        return YamlEditor(text, what)
+    except YamlEditError as exc:
+        raise error(str(exc)) from exc
 
 
 class YamlEditor:

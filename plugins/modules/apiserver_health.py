@@ -137,13 +137,11 @@ from ansible_collections.tke.kms.plugins.module_utils._https import Endpoint, Ht
 from ansible_collections.tke.kms.plugins.module_utils._k8s_waiter import wait_argument_spec, wait_until
 from ansible_collections.tke.kms.plugins.module_utils._manifest import ManifestError
 from ansible_collections.tke.kms.plugins.module_utils._master_api import (
-    master_api_argument_spec,
     master_endpoint,
+    master_module,
     read_manifest,
 )
-from ansible_collections.tke.kms.plugins.module_utils._module import TkeKmsModule, merge_argument_specs
 from ansible_collections.tke.kms.plugins.module_utils._readiness import probe, runs_kms
-from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import PYYAML
 
 
 def probe_until_healthy(
@@ -175,8 +173,7 @@ def probe_until_healthy(
 
 
 def main() -> None:
-    spec = merge_argument_specs(
-        master_api_argument_spec(),
+    module = master_module(
         dict(
             previous_started_at=dict(type="float"),
             started_after=dict(type="float"),
@@ -185,7 +182,6 @@ def main() -> None:
             **wait_argument_spec(timeout=120, sleep=5),
         ),
     )
-    module = TkeKmsModule(spec, libraries=[PYYAML], supports_check_mode=True)
     params = module.params
     try:
         manifest = read_manifest(params["manifest_path"])

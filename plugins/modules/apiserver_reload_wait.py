@@ -161,13 +161,12 @@ from ansible_collections.tke.kms.plugins.module_utils._https import Endpoint, Ht
 from ansible_collections.tke.kms.plugins.module_utils._k8s_options import with_deprecated_alias
 from ansible_collections.tke.kms.plugins.module_utils._k8s_waiter import wait_until
 from ansible_collections.tke.kms.plugins.module_utils._master_api import (
-    master_api_argument_spec,
     master_endpoint,
+    master_module,
     read_manifest,
 )
-from ansible_collections.tke.kms.plugins.module_utils._module import TkeKmsModule, merge_argument_specs
+from ansible_collections.tke.kms.plugins.module_utils._module import TkeKmsModule
 from ansible_collections.tke.kms.plugins.module_utils._readiness import metrics, probe, process_start_time
-from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import PYYAML
 
 
 class ConfigFile(t.NamedTuple):
@@ -323,8 +322,7 @@ def wait(module: TkeKmsModule, waiter: Waiter) -> t.Dict[str, t.Any]:
 
 
 def main() -> None:
-    spec = merge_argument_specs(
-        master_api_argument_spec(),
+    module = master_module(
         dict(
             config_path=dict(type="path"),
             wait_timeout=with_deprecated_alias(dict(type="float", default=180), "timeout"),
@@ -334,7 +332,6 @@ def main() -> None:
             kubernetes_version=dict(type="str"),
         ),
     )
-    module = TkeKmsModule(spec, libraries=[PYYAML], supports_check_mode=True)
     params = module.params
     try:
         manifest = read_manifest(params["manifest_path"])

@@ -198,13 +198,11 @@ from ansible_collections.tke.kms.plugins.module_utils._grpc_probe import (
 )
 from ansible_collections.tke.kms.plugins.module_utils._https import HttpsError
 from ansible_collections.tke.kms.plugins.module_utils._master_api import (
-    master_api_argument_spec,
     master_endpoint,
+    master_module,
     read_manifest,
 )
-from ansible_collections.tke.kms.plugins.module_utils._module import TkeKmsModule, merge_argument_specs
 from ansible_collections.tke.kms.plugins.module_utils._status import running_config
-from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import PYYAML
 
 HEALTH_STATE = re.compile(
     rb'^tke_kms_plugin_health_state\{[^}]*state="([a-z]+)"[^}]*\}\s+1(?:\.0)?\s*$', re.MULTILINE
@@ -283,8 +281,7 @@ def write_storage(config: t.Optional[t.Dict[str, t.Any]]) -> t.Tuple[str, t.Opti
 
 
 def main() -> None:
-    spec = merge_argument_specs(
-        master_api_argument_spec(),
+    module = master_module(
         etcd_argument_spec(),
         dict(
             kubernetes_version=dict(type="str"),
@@ -294,7 +291,6 @@ def main() -> None:
             plugin_timeout=dict(type="float", default=5),
         ),
     )
-    module = TkeKmsModule(spec, libraries=[PYYAML], supports_check_mode=True)
     params = module.params
     try:
         manifest = read_manifest(params["manifest_path"])

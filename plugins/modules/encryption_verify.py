@@ -156,13 +156,11 @@ from ansible_collections.tke.kms.plugins.module_utils._etcd import (
 from ansible_collections.tke.kms.plugins.module_utils._https import Endpoint, HttpsError, StatusError
 from ansible_collections.tke.kms.plugins.module_utils._manifest import ManifestError
 from ansible_collections.tke.kms.plugins.module_utils._master_api import (
-    master_api_argument_spec,
     master_endpoint,
+    master_module,
     read_manifest,
 )
-from ansible_collections.tke.kms.plugins.module_utils._module import TkeKmsModule, merge_argument_specs
 from ansible_collections.tke.kms.plugins.module_utils._secrets_api import secret_path
-from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import PYYAML
 
 
 def round_trip(
@@ -235,8 +233,7 @@ def pending_note(each: t.Dict[str, SecretCensus], target: str, provider: str) ->
 
 
 def main() -> None:
-    spec = merge_argument_specs(
-        master_api_argument_spec(),
+    module = master_module(
         etcd_argument_spec(),
         dict(
             provider_name=dict(type="str", default="tke-kms-plugin"),
@@ -246,7 +243,6 @@ def main() -> None:
             fail_on_pending=dict(type="bool", default=True),
         ),
     )
-    module = TkeKmsModule(spec, libraries=[PYYAML], supports_check_mode=True)
     params = module.params
     provider, target = params["provider_name"], params["target"]
     result: t.Dict[str, t.Any] = dict(changed=False)

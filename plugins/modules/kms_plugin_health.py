@@ -116,23 +116,13 @@ from ansible_collections.tke.kms.plugins.module_utils._module import TkeKmsModul
 API_NAMES = {"v1": ["v1beta1"], "v2": ["v2"], "both": ["v1beta1", "v2"]}
 
 
-def check_v1(socket: str, timeout: float, result: t.Dict[str, t.Any]) -> str:
-    try:
-        answer = kms_v1_version(socket, timeout)
-    except ProbeError as exc:
-        return "v1beta1 Version failed: %s" % exc
-    result["v1"] = answer
+def v1_problem(answer: t.Dict[str, t.Any]) -> str:
     if answer["version"] != "v1beta1":
         return "v1beta1 Version answered version %r, kube-apiserver needs 'v1beta1'" % answer["version"]
     return ""
 
 
-def check_v2(socket: str, timeout: float, result: t.Dict[str, t.Any]) -> str:
-    try:
-        answer = kms_v2_status(socket, timeout)
-    except ProbeError as exc:
-        return "v2 Status failed: %s" % exc
-    result["v2"] = answer
+def v2_problem(answer: t.Dict[str, t.Any]) -> str:
     if answer["version"] not in ("v2", "v2beta1"):
         return "v2 Status answered version %r, kube-apiserver needs 'v2'" % answer["version"]
     if answer["healthz"] != "ok":
@@ -142,24 +132,45 @@ def check_v2(socket: str, timeout: float, result: t.Dict[str, t.Any]) -> str:
     return ""
 
 
+class Check(t.NamedTuple):
+    """One KMS API's call as kube-apiserver makes it, what makes its answer unusable, and how an ok reads."""
+
+    call_name: str
+    call: t.Callable[[str, float], t.Dict[str, t.Any]]
+    problem: t.Callable[[t.Dict[str, t.Any]], str]
+    ok: t.Callable[[t.Dict[str, t.Any]], str]
+
+
+CHECKS = {
+    "v1": Check(
+        "v1beta1 Version",
+        kms_v1_version,
+        v1_problem,
+        lambda answer: "v1beta1 Version ok (%s %s)" % (answer["runtime_name"], answer["runtime_version"]),
+    ),
+    "v2": Check(
+        "v2 Status", kms_v2_status, v2_problem, lambda answer: "v2 Status ok (key %s)" % answer["key_id"]
+    ),
+}
+
+
 def probe(socket: str, timeout: float, wanted: str) -> t.Dict[str, t.Any]:
     """One round of the calls kube-apiserver makes: the answers, `healthy` and a `message` saying why."""
     result: t.Dict[str, t.Any] = {}
     problems = []
     summary = []
-    if wanted in ("v1", "both"):
-        problem = check_v1(socket, timeout, result)
-        problems.append(problem)
-        if not problem:
-            summary.append(
-                "v1beta1 Version ok (%s %s)" % (result["v1"]["runtime_name"], result["v1"]["runtime_version"])
-            )
-    if wanted in ("v2", "both"):
-        problem = check_v2(socket, timeout, result)
-        problems.append(problem)
-        if not problem:
-            summary.append("v2 Status ok (key %s)" % result["v2"]["key_id"])
-    problems = [p for p in problems if p]
+    for api in ("v1", "v2") if wanted == "both" else (wanted,):
+        check = CHECKS[api]
+        try:
+            result[api] = check.call(socket, timeout)
+        except ProbeError as exc:
+            problems.append("%s failed: %s" % (check.call_name, exc))
+            continue
+        problem = check.problem(result[api])
+        if problem:
+            problems.append(problem)
+        else:
+            summary.append(check.ok(result[api]))
     result["healthy"] = not problems
     result["message"] = "%s: %s" % (socket, "; ".join(problems or summary))
     return result

@@ -176,14 +176,13 @@ import typing as t
 
 from ansible_collections.tke.kms.plugins.module_utils._errors import TkeKmsError
 from ansible_collections.tke.kms.plugins.module_utils._master_api import (
-    master_api_argument_spec,
     master_endpoint,
+    master_module,
     read_manifest,
 )
 from ansible_collections.tke.kms.plugins.module_utils._module import (
     TkeKmsModule,
     error_result,
-    merge_argument_specs,
 )
 from ansible_collections.tke.kms.plugins.module_utils._rewrite import (
     Item,
@@ -195,7 +194,6 @@ from ansible_collections.tke.kms.plugins.module_utils._rewrite import (
     list_items,
     run,
 )
-from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import PYYAML
 
 FAILURES_IN_MESSAGE = 3
 
@@ -246,8 +244,7 @@ def counted(result: t.Dict[str, t.Any], outcome: str) -> int:
 
 
 def main() -> None:
-    spec = merge_argument_specs(
-        master_api_argument_spec(),
+    module = master_module(
         dict(
             resources=dict(type="list", elements="str", default=["secrets"]),
             secrets=dict(type="list", elements="str", no_log=False),
@@ -257,7 +254,6 @@ def main() -> None:
             progress_file=dict(type="path"),
         ),
     )
-    module = TkeKmsModule(spec, libraries=[PYYAML], supports_check_mode=True)
     params = module.params
     resource_names = check_params(module)
     names = split_names(module, params["secrets"]) if params["secrets"] is not None else None

@@ -34,6 +34,7 @@ class FakeApiserver(ThreadingHTTPServer):
         self.stale: set[tuple[str, str]] = set()
         self.scripted: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         self.requests: list[str] = []
+        self.retry_after: str | None = None  # sent as Retry-After with every answer that is not a 2xx
         self.lock = threading.Lock()
 
     @property
@@ -91,6 +92,8 @@ class Handler(BaseHTTPRequestHandler):
         code, document = self.server.answer(self.command, self.path, body)
         raw = json.dumps(document).encode()
         self.send_response(code)
+        if code >= 300 and self.server.retry_after is not None:
+            self.send_header("Retry-After", self.server.retry_after)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(raw)))
         self.end_headers()
@@ -300,11 +303,20 @@ def test_errors_that_do_not_pass_are_raised_at_once_and_the_last_one_when_retrie
     assert slept == [1.0, 1.0]
 
 
-def test_a_retry_after_header_is_preferred_when_the_error_carries_headers() -> None:
-    error = StatusError(429, "busy", status(429, "TooManyRequests", "x", retryAfterSeconds=1))
-    assert rw.server_delay(error) == 1.0
-    error.headers = {"Retry-After": "4"}  # type: ignore[attr-defined]
-    assert rw.server_delay(error) == 4.0
+def test_the_retry_after_header_of_the_answer_is_preferred_to_the_status_body(
+    apiserver: FakeApiserver,
+) -> None:
+    busy = status(429, "TooManyRequests", "x", retryAfterSeconds=1)
+    apiserver.scripted["/api/v1/namespaces/default/secrets/a"] = [(429, busy), (429, busy)]
+    with Endpoint(apiserver.url, timeout=5) as connection:
+        with pytest.raises(StatusError) as body_only:
+            connection.json("PATCH", "/api/v1/namespaces/default/secrets/a", {})
+        apiserver.retry_after = "4"
+        with pytest.raises(StatusError) as with_header:
+            connection.json("PATCH", "/api/v1/namespaces/default/secrets/a", {})
+    assert rw.server_delay(body_only.value) == 1.0
+    assert with_header.value.headers["retry-after"] == "4"  # the answer's headers, looked up as HTTP does
+    assert rw.server_delay(with_header.value) == 4.0
     assert rw.server_delay(HttpsError("no answer")) is None
 
 
