@@ -13,6 +13,7 @@ import typing as t
 
 from ansible_collections.tke.kms.plugins.module_utils import _encryption_config as ec
 from ansible_collections.tke.kms.plugins.module_utils._https import Endpoint, HttpsError
+from ansible_collections.tke.kms.plugins.module_utils._kube_version import KubeVersion
 from ansible_collections.tke.kms.plugins.module_utils._manifest import ApiserverManifest
 
 CHECK_LINE = re.compile(r"^\[([+-])\]([^ ]+) ")
@@ -53,10 +54,10 @@ def process_start_time(body: bytes) -> float:
     return float(match.group(1))
 
 
-def runs_kms(manifest: ApiserverManifest) -> bool:
-    """Whether the encryption configuration the manifest names has a KMS provider."""
+def kms_health_check(manifest: ApiserverManifest, version: KubeVersion) -> bool:
+    """Whether this apiserver's /readyz has kms-provider checks, for the configuration its manifest names."""
     path = manifest.encryption_config_host_path()
-    return bool(path) and bool(ec.kms_providers(ec.read_config(t.cast(str, path))))
+    return ec.has_kms_health_check(ec.read_config(path) if path else None, version)
 
 
 def probe(

@@ -141,7 +141,7 @@ from ansible_collections.tke.kms.plugins.module_utils._master_api import (
     master_module,
     read_manifest,
 )
-from ansible_collections.tke.kms.plugins.module_utils._readiness import probe, runs_kms
+from ansible_collections.tke.kms.plugins.module_utils._readiness import kms_health_check, probe
 
 
 def probe_until_healthy(
@@ -189,7 +189,7 @@ def main() -> None:
         endpoint = master_endpoint(params, manifest)
         require_kms = params["require_kms"]
         if require_kms is None:
-            require_kms = version >= (1, 16) and runs_kms(manifest)
+            require_kms = kms_health_check(manifest, version)
     except (ManifestError, HttpsError, ec.ConfigError, OSError) as exc:
         module.fail_from_exception(exc)
     with endpoint:
