@@ -28,3 +28,10 @@ class TkeKmsError(Exception):
         result = dict(kind=type(self).__name__, message=str(self))
         result.update(self.details())
         return result
+
+
+class InvalidValue(TkeKmsError, ValueError):
+    """A value given to the collection that it cannot use; the message names it and what would do.
+
+    Also a ValueError, so code that validates with the standard library's errors catches it the same way.
+    """

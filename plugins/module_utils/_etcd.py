@@ -15,6 +15,7 @@ import base64
 import re
 import typing as t
 
+from ansible_collections.tke.kms.plugins.module_utils._errors import InvalidValue
 from ansible_collections.tke.kms.plugins.module_utils._https import Endpoint, HttpsError, StatusError
 from ansible_collections.tke.kms.plugins.module_utils._k8s_options import with_deprecated_alias
 from ansible_collections.tke.kms.plugins.module_utils._manifest import etcd_settings
@@ -167,7 +168,7 @@ def resource_key_prefix(etcd_prefix: str, resource: str) -> bytes:
     names = resource.split(".")
     plural, group = names[0], ".".join(names[1:])
     if not all(RESOURCE_NAME.match(name) for name in names):
-        raise ValueError(
+        raise InvalidValue(
             "cannot count the objects of %r: give a resource as an EncryptionConfiguration names it, the "
             "plural for the core group (secrets, configmaps) or <plural>.<group> (deployments.apps, "
             "widgets.example.com); wildcards (*.*, *.<group>) and subresources are not supported" % resource
@@ -217,7 +218,7 @@ def census(
     """How each object of resource is stored, and which are not yet stored as the target wants (see
     stored_as_target). Names are listed only with list_pending (a large resource needs no name list)."""
     if target not in TARGETS:
-        raise ValueError("target must be one of %s, not %r" % (", ".join(TARGETS), target))
+        raise InvalidValue("target must be one of %s, not %r" % (", ".join(TARGETS), target))
     prefix = resource_key_prefix(etcd_prefix, resource)
     by_storage: t.Dict[str, int] = {}
     pending = []

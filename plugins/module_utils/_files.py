@@ -18,6 +18,8 @@ import tempfile
 import time
 import typing as t
 
+from ansible_collections.tke.kms.plugins.module_utils._errors import InvalidValue
+
 
 def read_text(path: str) -> t.Optional[str]:
     """The file's text, None if it does not exist."""
@@ -82,7 +84,7 @@ def ensure_backup_dir(backup_dir: str, protected_dirs: t.Sequence[str]) -> str:
     for directory in protected_dirs:
         protected = os.path.realpath(directory)
         if backup_dir == protected or backup_dir.startswith(protected.rstrip("/") + "/"):
-            raise ValueError(
+            raise InvalidValue(
                 "backup_dir %s is inside %s; kubelet would run a backed-up manifest there as a pod, choose a "
                 "directory outside it" % (backup_dir, protected)
             )

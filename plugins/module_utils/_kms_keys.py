@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import typing as t
 
+from ansible_collections.tke.kms.plugins.module_utils._errors import InvalidValue
 from ansible_collections.tke.kms.plugins.module_utils._tencentcloud import KmsClient, TencentCloudError
 
 PAGE_SIZE = 200
@@ -63,7 +64,7 @@ def find_key_by_alias(kms: KmsClient, alias: str) -> t.Optional[t.Dict[str, t.An
     matches = [key for key in list_key_details(kms, search=alias) if key.get("Alias") == alias]
     if len(matches) > 1:
         ids = ", ".join(sorted(key.get("KeyId", "?") for key in matches))
-        raise LookupError("alias %r matches several keys (%s); select one with key_id" % (alias, ids))
+        raise InvalidValue("alias %r matches several keys (%s); select one with key_id" % (alias, ids))
     return matches[0] if matches else None
 
 

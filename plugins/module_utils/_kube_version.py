@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 import typing as t
 
+from ansible_collections.tke.kms.plugins.module_utils._errors import InvalidValue
+
 _VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?(?:[-+][0-9A-Za-z.+-]*)?$")
 
 
@@ -29,10 +31,10 @@ class KubeVersion(t.NamedTuple):
 def parse_version(text: t.Any) -> KubeVersion:
     """Parse V(1.20), V(v1.20.2), V(1.30.0-rc.1) (a bare float such as 1.3 is ambiguous, so it is refused)."""
     if not isinstance(text, str):
-        raise ValueError("a Kubernetes version must be a string such as '1.29.3', got %r" % (text,))
+        raise InvalidValue("a Kubernetes version must be a string such as '1.29.3', got %r" % (text,))
     match = _VERSION.match(text.strip())
     if not match:
-        raise ValueError("%r is not a Kubernetes version such as '1.29.3' or 'v1.29.3'" % text)
+        raise InvalidValue("%r is not a Kubernetes version such as '1.29.3' or 'v1.29.3'" % text)
     return KubeVersion(int(match.group(1)), int(match.group(2)), int(match.group(3) or 0))
 
 

@@ -13,6 +13,8 @@ import copy
 import posixpath
 import typing as t
 
+from ansible_collections.tke.kms.plugins.module_utils._errors import InvalidValue
+
 APP_LABEL = "app.kubernetes.io/name"
 CONTAINER_NAME = "tke-kms-plugin"
 # Masters carry one of these labels (and taints with the same keys), depending on the Kubernetes version.
@@ -31,7 +33,7 @@ def metrics_host_port(address: str) -> t.Tuple[str, int]:
     """'127.0.0.1:9876' -> ('127.0.0.1', 9876); a wildcard host is probed on loopback."""
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError("metrics_address %r: expected HOST:PORT, or an empty string to disable" % address)
+        raise InvalidValue("metrics_address %r: expected HOST:PORT, or an empty string to disable" % address)
     host = host.strip("[]")
     return ("127.0.0.1" if host in ("", "0.0.0.0", "::") else host), int(port)
 

@@ -15,7 +15,7 @@ import traceback
 import typing as t
 
 from ansible.module_utils.basic import env_fallback
-from ansible_collections.tke.kms.plugins.module_utils._errors import TkeKmsError
+from ansible_collections.tke.kms.plugins.module_utils._errors import InvalidValue, TkeKmsError
 from ansible_collections.tke.kms.plugins.module_utils._module import (
     Library,
     TkeKmsModule,
@@ -134,10 +134,10 @@ def parse_endpoint(endpoint: str) -> t.Tuple[str, str]:
         protocol, value = value.split("://", 1)
         protocol = protocol.lower()
         if protocol not in ("http", "https"):
-            raise ValueError("endpoint %r: the scheme must be http or https" % endpoint)
+            raise InvalidValue("endpoint %r: the scheme must be http or https" % endpoint)
     value = value.rstrip("/")
     if not value or "/" in value:
-        raise ValueError(
+        raise InvalidValue(
             "endpoint %r: give a host[:port] with an optional http:// or https:// scheme" % endpoint
         )
     return protocol, value
@@ -158,12 +158,12 @@ class KmsClient:
         on_retry: t.Optional[t.Callable[[Exception, int], None]] = None,
     ) -> None:
         if not secret_id or not secret_key:
-            raise ValueError(
+            raise InvalidValue(
                 "Tencent Cloud credentials are missing: set secret_id and secret_key"
                 " (or TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY)"
             )
         if secret_id != secret_id.strip() or secret_key != secret_key.strip():
-            raise ValueError("secret_id and secret_key must not start or end with white space")
+            raise InvalidValue("secret_id and secret_key must not start or end with white space")
         # HttpProfile copies protocol into .scheme at construction, which is what the SDK reads.
         protocol, host = parse_endpoint(endpoint) if endpoint else ("https", None)
         http_profile = HttpProfile(protocol=protocol, endpoint=host, reqTimeout=REQUEST_TIMEOUT)

@@ -191,6 +191,7 @@ actions:
 
 import typing as t
 
+from ansible_collections.tke.kms.plugins.module_utils._errors import TkeKmsError
 from ansible_collections.tke.kms.plugins.module_utils._kms_keys import (
     KEY_TYPES,
     alias_problem,
@@ -198,7 +199,7 @@ from ansible_collections.tke.kms.plugins.module_utils._kms_keys import (
     find_key_by_alias,
     rotation_enabled,
 )
-from ansible_collections.tke.kms.plugins.module_utils._tencentcloud import TencentCloudError, TencentKmsModule
+from ansible_collections.tke.kms.plugins.module_utils._tencentcloud import TencentKmsModule
 
 DEFAULT_KEY_USAGE = "ENCRYPT_DECRYPT"
 # The fields this module manages, shown in the diff.
@@ -420,7 +421,7 @@ def main() -> None:
         module.fail_json(msg="; ".join(problems))
     try:
         module.exit_json(**KeyManager(module).run())
-    except (TencentCloudError, LookupError) as exc:
+    except TkeKmsError as exc:
         module.fail_from_exception(exc)
 
 

@@ -82,6 +82,7 @@ kms_keys:
 
 import typing as t
 
+from ansible_collections.tke.kms.plugins.module_utils._errors import TkeKmsError
 from ansible_collections.tke.kms.plugins.module_utils._kms_keys import (
     KEY_STATE_FILTERS,
     describe_key,
@@ -90,7 +91,6 @@ from ansible_collections.tke.kms.plugins.module_utils._kms_keys import (
 )
 from ansible_collections.tke.kms.plugins.module_utils._tencentcloud import (
     KmsClient,
-    TencentCloudError,
     TencentKmsModule,
 )
 
@@ -127,7 +127,7 @@ def main() -> None:
     )
     try:
         module.exit_json(changed=False, kms_keys=select_keys(module.kms, module.params))
-    except (TencentCloudError, LookupError) as exc:
+    except TkeKmsError as exc:
         module.fail_from_exception(exc)
 
 

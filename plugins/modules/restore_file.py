@@ -104,6 +104,7 @@ import pwd
 import stat
 import typing as t
 
+from ansible_collections.tke.kms.plugins.module_utils._errors import InvalidValue
 from ansible_collections.tke.kms.plugins.module_utils._files import atomic_write, read_text
 from ansible_collections.tke.kms.plugins.module_utils._module import TkeKmsModule
 
@@ -122,7 +123,7 @@ def argument_spec() -> t.Dict[str, t.Any]:
 def parse_mode(value: str) -> int:
     """An octal mode string ("0600", "644"); ValueError for anything else."""
     if not value.isdigit() or any(c in "89" for c in value) or int(value, 8) > 0o7777:
-        raise ValueError("mode %r is not an octal file mode such as 0600" % value)
+        raise InvalidValue("mode %r is not an octal file mode such as 0600" % value)
     return int(value, 8)
 
 
@@ -133,7 +134,7 @@ def resolve_id(value: str, lookup: t.Callable[[str], t.Any], what: str) -> int:
     try:
         return int(lookup(value)[2])
     except KeyError:
-        raise ValueError("%s %s does not exist on this master" % (what, value)) from None
+        raise InvalidValue("%s %s does not exist on this master" % (what, value)) from None
 
 
 def wanted_attributes(

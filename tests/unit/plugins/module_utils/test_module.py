@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import pytest
 from ansible.module_utils._internal import _traceback
-from ansible_collections.tke.kms.plugins.module_utils._errors import TkeKmsError
+from ansible_collections.tke.kms.plugins.module_utils._errors import InvalidValue, TkeKmsError
+from ansible_collections.tke.kms.plugins.module_utils._kube_version import parse_version
 from ansible_collections.tke.kms.plugins.module_utils._module import (
     Library,
     TkeKmsModule,
@@ -61,6 +62,13 @@ def test_a_name_defined_twice_is_refused(second: dict[str, t.Any], name: str) ->
 def test_the_error_result_of_a_collection_error_has_its_kind_message_and_details() -> None:
     assert error_result(LockedError("/x")) == dict(kind="LockedError", message="/x is locked", path="/x")
     assert error_result(OSError("disk full")) == dict(kind="OSError", message="disk full")
+
+
+def test_a_bad_value_is_a_collection_error_and_still_a_value_error() -> None:
+    with pytest.raises(InvalidValue) as bad:
+        parse_version("one.twenty")
+    assert isinstance(bad.value, ValueError)
+    assert error_result(bad.value) == dict(kind="InvalidValue", message=str(bad.value))
 
 
 def fails_with(error: BaseException) -> Callable[[], None]:
