@@ -100,6 +100,17 @@ def provider_label(provider: t.Dict[str, t.Any]) -> str:
     return kind
 
 
+def entries_still_encrypting(config: t.Optional[t.Dict[str, t.Any]], name: str) -> t.List[str]:
+    """The entries that still encrypt once the KMS provider `name` has left (a provider other than identity
+    remains), as 'resources [providers]': while there are any, --encryption-provider-config must stay."""
+    found = []
+    for entry in entry_labels(config):
+        kept = [label for label in entry["providers"] if label != "kms:%s" % name]
+        if any(label != "identity" for label in kept):
+            found.append("%s [%s]" % (", ".join(entry["resources"]), ", ".join(kept)))
+    return found
+
+
 def kms_api_version_of(provider: t.Dict[str, t.Any]) -> str:
     return str((provider.get("kms") or {}).get("apiVersion") or "v1")
 

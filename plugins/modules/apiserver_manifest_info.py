@@ -201,6 +201,15 @@ provider:
   returned: when O(provider_name) is set
   type: dict
   sample: {name: tke-kms-plugin, api_version: v1, resources: [secrets], write: true}
+entries_still_encrypting:
+  description:
+    - The entries of the configuration that would still encrypt once the provider O(provider_name) has left
+      (a provider other than C(identity) remains), as C(resources [providers]). While there are any, the
+      C(--encryption-provider-config) flag must stay or their objects become unreadable.
+  returned: when O(provider_name) is set
+  type: list
+  elements: str
+  sample: ["configmaps [aesgcm, identity]"]
 kms:
   description: What M(tke.kms.encryption_config) decides for O(kms_api_version) and O(provider_name).
   returned: when O(kms_api_version) is set
@@ -227,8 +236,8 @@ from ansible_collections.tke.kms.plugins.module_utils import _encryption_config 
 from ansible_collections.tke.kms.plugins.module_utils import _manifest as mf
 from ansible_collections.tke.kms.plugins.module_utils import _reload as rl
 from ansible_collections.tke.kms.plugins.module_utils._errors import TkeKmsError
-from ansible_collections.tke.kms.plugins.module_utils._files import read_text
 from ansible_collections.tke.kms.plugins.module_utils._kube_version import KubeVersion
+from ansible_collections.tke.kms.plugins.module_utils._master_api import read_manifest
 from ansible_collections.tke.kms.plugins.module_utils._module import TkeKmsModule
 from ansible_collections.tke.kms.plugins.module_utils._yaml_edit import PYYAML
 
@@ -263,6 +272,7 @@ def decisions(
     name = params["provider_name"]
     if name is not None:
         result["provider"] = ec.provider_entry(config, name)
+        result["entries_still_encrypting"] = ec.entries_still_encrypting(config, name)
     if params["kms_api_version"] is not None:
         target = ec.read_config(config_file) if params["encryption_config_path"] else config
         result["kms"] = kms_decisions(params["kms_api_version"], version, target, name)
@@ -277,11 +287,8 @@ def main() -> None:
         supports_check_mode=True,
     )
     path = module.params["path"]
-    text = read_text(path)
-    if text is None:
-        module.fail_json(msg="%s does not exist; is this a master with a kube-apiserver static pod?" % path)
     try:
-        manifest = mf.ApiserverManifest(t.cast(str, text), path)
+        manifest = read_manifest(path)
         version = manifest.version(module.params["kubernetes_version"])
         config_path = manifest.encryption_config_host_path()
         config = ec.read_config(config_path) if config_path else None
