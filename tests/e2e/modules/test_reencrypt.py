@@ -281,7 +281,7 @@ def admin_endpoint(lab: Lab) -> Endpoint:
     apiserver = lab.apiserver
     return Endpoint(
         apiserver.url,
-        ca_cert=str(apiserver.pki.ca.cert),
+        ca_file=str(apiserver.pki.ca.cert),
         cert_file=str(apiserver.admin.cert),
         key_file=str(apiserver.admin.key),
     )
