@@ -23,7 +23,7 @@ from types import ModuleType
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from ansible_collections.tke.kms.plugins.module_utils._https import Endpoint
+from ansible_collections.tke.kms.plugins.module_utils._https import Answer, Endpoint
 from ansible_collections.tke.kms.plugins.modules import reencrypt
 
 from tests.lab import encryption
@@ -300,19 +300,19 @@ class Requests:
         self.lock = threading.Lock()
         send = Endpoint.request
 
-        def spy(endpoint: Endpoint, method: str, path: str, *args, **kwargs) -> tuple[int, bytes]:
+        def spy(endpoint: Endpoint, method: str, path: str, *args, **kwargs) -> Answer:
             listed = urlsplit(path)
             if method == "GET" and "continue" in parse_qs(listed.query) and listed.path not in self.compacted:
                 self.compacted.add(listed.path)
                 self.compact()
-            status, body = send(endpoint, method, path, *args, **kwargs)
-            if status == 410 and self.strip_token:
-                answer = json.loads(body)
-                answer["metadata"].pop("continue")
-                body = json.dumps(answer).encode()
+            answer = send(endpoint, method, path, *args, **kwargs)
+            if answer.status == 410 and self.strip_token:
+                status = json.loads(answer.body)
+                status["metadata"].pop("continue")
+                answer = answer._replace(body=json.dumps(status).encode())
             with self.lock:
-                self.sent.append((method, path, status))
-            return status, body
+                self.sent.append((method, path, answer.status))
+            return answer
 
         monkeypatch.setattr(Endpoint, "request", spy)
 
@@ -380,7 +380,7 @@ def test_an_apiserver_restart_mid_run_is_waited_out(lab, monkeypatch) -> None:
     expected = {api_path(key.decode()) for key in lab.raw("/registry/secrets/")}
     send, patches, restarted, lock = Endpoint.request, [0], threading.Event(), threading.Lock()
 
-    def restart_after_50_patches(endpoint: Endpoint, method: str, *args, **kwargs) -> tuple[int, bytes]:
+    def restart_after_50_patches(endpoint: Endpoint, method: str, *args, **kwargs) -> Answer:
         if method == "PATCH":
             with lock:
                 patches[0] += 1
