@@ -28,6 +28,7 @@ from ansible_collections.tke.kms.plugins.module_utils._master_api import (
 from ansible_collections.tke.kms.plugins.module_utils._module import merge_argument_specs
 from ansible_collections.tke.kms.plugins.modules import apiserver_health, secret_storage_info
 
+from tests.lab.apiserver import write_manifest
 from tests.lab.pki import LabPKI
 from tests.unit.collection import run_module
 
@@ -135,23 +136,7 @@ def manifest(tmp_path: Path, pki: LabPKI, own: FakeApiserver) -> Path:
         f"--kubelet-client-key={kubelet.key}",
         "--etcd-servers=https://127.0.0.1:1",
     ]
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "kube-apiserver", "namespace": "kube-system"},
-        "spec": {
-            "containers": [
-                {
-                    "name": "kube-apiserver",
-                    "image": "registry.k8s.io/kube-apiserver:v1.30.0",
-                    "command": command,
-                }
-            ]
-        },
-    }
-    path = tmp_path / "kube-apiserver.yaml"
-    path.write_text(yaml.safe_dump(pod))
-    return path
+    return write_manifest(tmp_path / "kube-apiserver.yaml", command, version="1.30.0")
 
 
 def kubeconfig(pki: LabPKI, path: Path, server: str, user: str) -> Path:
